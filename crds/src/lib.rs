@@ -1,0 +1,39 @@
+//! The dynoscope API: what users declare and what each dyno runs.
+//!
+//! # Layout
+//!
+//! - [`observability`]: the `ObservabilityConfig` custom resource
+//!   (`dynoscope.dev/v1alpha1`), as users write it; optional fields stay optional.
+//! - [`manifest`]: reads manifests (YAML, several documents a file) into
+//!   resources, refusing unknown fields with their path.
+//! - [`validate`]: semantic checks the schema cannot express; each
+//!   [`validate::Problem`] names its field and what to do.
+//! - [`procfile`]: Procfiles and `web=2,worker=1` formations.
+//! - [`render`]: the one renderer, a pure function from a resource and a
+//!   formation to one [`dyno::DynoConfig`] per dyno; defaults come from [`defaults`].
+//! - [`dyno`]: `DynoConfig`, the operator → sidecar contract, with its hash and schema.
+//! - [`value`], [`duration`]: secret references and `20s`-style durations.
+//!
+//! Data flows manifest text → [`manifest`] → [`render`] (which runs
+//! [`validate`]) → `DynoConfig` YAML, which the sidecar reads back with
+//! [`dyno::DynoConfig::from_yaml`].
+
+pub mod defaults;
+pub mod duration;
+pub mod dyno;
+pub mod manifest;
+pub mod observability;
+pub mod procfile;
+pub mod render;
+pub mod validate;
+pub mod value;
+
+pub use dyno::DynoConfig;
+pub use observability::{ObservabilityConfig, ObservabilityConfigSpec, ObservabilityConfigStatus};
+
+/// The CRD of `ObservabilityConfig` as YAML, as `crdgen` prints it and
+/// `crds/observabilityconfig.yaml` holds it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&ObservabilityConfig::crd()).unwrap_or_default()
+}

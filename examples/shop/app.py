@@ -1,0 +1,83 @@
+"""The shop's web process: an HTTP server on $PORT, traced with ddtrace and
+counting with DogStatsD, both unmodified Datadog client libraries that find
+the dyno's sidecar through the DD_* variables it exports.
+
+It also plays its own customers (SHOP_SELF_TRAFFIC, default on) so that a
+formation started with `scripts/up.sh` has telemetry to show at once.
+"""
+
+import os
+import random
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from datadog import DogStatsd
+from ddtrace import tracer
+
+PORT = int(os.environ.get("PORT", "5000"))
+statsd = DogStatsd()  # DD_AGENT_HOST, DD_DOGSTATSD_PORT, DD_ENV, DD_VERSION
+
+
+class Shop(BaseHTTPRequestHandler):
+    def do_GET(self):
+        started = time.monotonic()
+        status = 200
+        with tracer.trace("web.request", service="shop", resource=f"GET {self.path}", span_type="web") as span:
+            span.set_tag("http.method", "GET")
+            span.set_tag("http.url", self.path)
+            try:
+                with tracer.trace("postgres.query", service="shop-postgres", resource="SELECT * FROM carts", span_type="sql"):
+                    time.sleep(random.uniform(0.001, 0.01))
+                if self.path == "/checkout":
+                    with tracer.trace("payments.charge", service="shop-payments", resource="POST /charge", span_type="http"):
+                        time.sleep(random.uniform(0.005, 0.02))
+                if self.path == "/boom":
+                    raise RuntimeError("the cart service is on fire")
+                if self.path.startswith("/leak"):
+                    leak(self.path)
+            except RuntimeError:
+                status = 500
+            span.set_tag("http.status_code", str(status))
+            if status >= 500:
+                span.error = 1
+        body = f"{status} {self.path}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        statsd.increment("shop.requests", tags=[f"path:{self.path}", f"status:{status}"])
+        statsd.histogram("shop.request.duration", (time.monotonic() - started) * 1000, tags=[f"path:{self.path}"])
+
+    def log_message(self, fmt, *args):  # one line per request, as a router would
+        print(f'at=info method=GET path="{self.path}" status={args[1] if len(args) > 1 else "-"}', flush=True)
+
+
+LEAKED = []
+
+
+def leak(path):
+    """`/leak?mb=N` allocates N MB (default 100) the process keeps for good: a
+    memory overrun on demand, to see the dyno's R14 lines."""
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+    mb = int(query.get("mb", ["100"])[0])
+    LEAKED.append(b"\x01" * (mb << 20))  # written, so resident (or swapped), not just reserved
+
+
+def customers():
+    paths = ["/", "/cart", "/cart", "/checkout", "/boom"]
+    while True:
+        time.sleep(random.uniform(0.5, 1.5))
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}{random.choice(paths)}", timeout=5).read()
+        except Exception:
+            pass
+
+
+if __name__ == "__main__":
+    if os.environ.get("SHOP_SELF_TRAFFIC", "1") == "1":
+        threading.Thread(target=customers, daemon=True).start()
+    print(f"shop listening on port {PORT}", flush=True)
+    ThreadingHTTPServer(("0.0.0.0", PORT), Shop).serve_forever()

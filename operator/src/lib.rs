@@ -1,0 +1,31 @@
+//! The dynoscope operator: reconciles ObservabilityConfig resources into one
+//! DynoConfig per dyno.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line; each subcommand calls one module below.
+//! - [`source`]: the manifest directory (file mode's source) and Procfiles.
+//! - [`files`]: file mode's reconcile: manifests → `OUT/<app>/<dyno>.yaml` +
+//!   `status.yaml`, touching only what changed.
+//! - [`status`]: conditions, observedGeneration and per-dyno hashes, shared by
+//!   every target.
+//! - [`watch`]: re-runs the reconcile on every change of the directory, debounced.
+//! - [`apply`]: `apply` / `delete` into a manifest directory, as kubectl answers.
+//! - [`up`]: the local dyno manager (`heroku local` with a sidecar per dyno).
+//! - [`fs`]: atomic writes.
+//! - [`kube`]: Kubernetes mode, a kube-rs controller: ObservabilityConfig →
+//!   one ConfigMap per resource, status and Events, with leader election.
+//!
+//! The renderer itself is `dynoscope_crds::render`, shared with the sidecar,
+//! which renders its own config on Heroku. Data flows manifest files →
+//! [`source`] → `render` → [`files`] (writes) → [`status`].
+
+pub mod apply;
+pub mod cli;
+pub mod files;
+pub mod fs;
+pub mod kube;
+pub mod source;
+pub mod status;
+pub mod up;
+pub mod watch;

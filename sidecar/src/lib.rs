@@ -1,0 +1,48 @@
+//! The dynoscope sidecar: runs in every dyno, supervises the app, and observes it.
+//!
+//! # Layout
+//!
+//! - [`telemetry`]: the data model (points, spans, events, service checks)
+//!   every producer builds and every sink consumes.
+//! - [`checks`]: the app's Postgres, Redis and Memcached, polled on the one
+//!   dyno assigned each check; points and service checks to the pipeline.
+//! - [`receivers`]: what the app sends — DogStatsD datagrams and Datadog
+//!   trace payloads — parsed and decoded into [`telemetry`] types.
+//! - [`cli`] → [`run`]: `dynoscope-sidecar run` wires everything below for
+//!   the life of the app.
+//! - [`supervisor`]: the app in its own process group; forwarded signals,
+//!   the grace period, zombie reaping, the exit status.
+//! - [`config`]: where the DynoConfig comes from (file, or a manifest
+//!   rendered for `$DYNO`), what changed, the app's `DD_*` environment.
+//! - [`config_watch`]: hot reload; publishes each valid config on a watch
+//!   channel every component follows.
+//! - [`sampler`]: dyno memory (cgroup), load, the app's process tree, the
+//!   sidecar's own RSS; Heroku log-runtime-metrics lines.
+//! - [`pipeline`]: one bounded queue from every producer, tagging, sinks;
+//!   producers hold a [`pipeline::PipelineHandle`].
+//! - [`sinks`]: stdout (Heroku l2met lines), jsonl, and the network sinks
+//!   (datadog, prometheus, otlp) with their shared buffered delivery;
+//!   [`proto`]: the protobuf messages they send.
+//! - [`status`], [`admin`]: what `/status` reports, the loopback HTTP
+//!   endpoint serving it, and `dynoscope-sidecar status`.
+//! - [`stats`]: every internal counter, in one place.
+//!
+//! Telemetry flows receivers / sampler → [`pipeline::PipelineHandle::send`]
+//! → pipeline task (tag) → sinks; config flows file → [`config_watch`] →
+//! watch channel → pipeline, sampler, admin, supervisor (grace period).
+
+pub mod admin;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod config_watch;
+pub mod pipeline;
+pub mod proto;
+pub mod receivers;
+pub mod run;
+pub mod sampler;
+pub mod sinks;
+pub mod stats;
+pub mod status;
+pub mod supervisor;
+pub mod telemetry;

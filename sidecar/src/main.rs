@@ -1,0 +1,44 @@
+//! `dynoscope-sidecar`: parse the arguments, build the runtime, run.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use dynoscope_sidecar::{admin, cli, run};
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("DYNOSCOPE_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                // Colours only for people: log drains would keep the escape codes.
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+                .without_time()
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let code = runtime.block_on(run::run(args));
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            std::process::exit(code);
+        }
+        cli::Command::Status(args) => {
+            let status = admin::fetch(&args.admin)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", admin::render(&status));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The pipeline: every producer's [`Telemetry`] → one bounded queue → tag → sinks.
+//!
+//! Producers (receivers, the sampler, checks) hold a cloneable
+//! [`PipelineHandle`] whose [`send`](PipelineHandle::send) never blocks: when
+//! the queue is full the item is dropped and counted in
+//! [`crate::stats::PipelineStats`]. One task drains the queue in batches, adds
+//! the dyno's tags ([`PipelineConfig::tags`]) and writes each batch to every
+//! sink. Stages that transform telemetry between the queue and the sinks
+//! (aggregation, APM stats) belong in `pipeline/` and are called from
+//! [`deliver`].
+//!
+//! The owner keeps the [`Pipeline`]: [`Pipeline::reconfigure`] swaps the tag
+//! set and the sinks between two batches (the old sinks are flushed first and
+//! queued items stay queued), and [`Pipeline::shutdown`] drains the queue and
+//! flushes the sinks. A panic in a stage or a sink is contained: the task is
+//! restarted on the same queue, the panic is counted and logged, and nothing
+//! else of the sidecar (least of all the app) notices.
+//!
+//! Stages:
+//! - [`aggregate`]: DogStatsD aggregation in 10 s buckets, as the Datadog agent does.
+//! - [`sketch`]: the DDSketch behind distributions.
+//! - [`apm_stats`]: APM stats computed from traces, as the trace-agent does.
+
+pub mod aggregate;
+pub mod apm_stats;
+pub mod sketch;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynoscope_crds::observability::SinkSpec;
+use dynoscope_crds::DynoConfig;
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio::task::JoinHandle;
+
+use crate::sinks::{self, Sink};
+use crate::stats::Stats;
+use crate::telemetry::Telemetry;
+
+/// Items the queue holds before [`PipelineHandle::send`] drops.
+pub const QUEUE_CAPACITY: usize = 8192;
+/// Items taken from the queue at once.
+const BATCH: usize = 512;
+
+/// What the pipeline needs from the dyno's config; derived with [`PipelineConfig::from_dyno`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineConfig {
+    /// The dyno, e.g. `web.1`: the `source=` of Heroku log lines.
+    pub dyno: String,
+    /// Host name of points and spans that carry none.
+    pub hostname: String,
+    /// Tags added to every point, event and service check, sorted and de-duplicated.
+    pub tags: Vec<String>,
+    /// Where telemetry goes; empty means it is dropped after counting.
+    pub sinks: Vec<SinkSpec>,
+}
+
+impl PipelineConfig {
+    /// No tags, no sinks: observability is off.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// The pipeline's part of a DynoConfig, with a `version:` reference resolved by `env`.
+    pub fn from_dyno(config: &DynoConfig, env: impl Fn(&str) -> Option<String>) -> Self {
+        if !config.enabled {
+            return Self::off();
+        }
+        let mut tags = config.tags.clone();
+        // A literal version is already among the tags; a reference is the sidecar's to resolve.
+        if let Some(version) = config
+            .version
+            .as_ref()
+            .filter(|v| !v.is_literal())
+            .and_then(|v| v.resolve(&env))
+        {
+            tags.push(format!("version:{version}"));
+            tags.sort_unstable();
+            tags.dedup();
+        }
+        PipelineConfig {
+            dyno: config.dyno.clone(),
+            hostname: config.hostname.clone(),
+            tags,
+            sinks: config.sinks.clone(),
+        }
+    }
+}
+
+/// The producers' side of the pipeline: cheap to clone, never blocks.
+#[derive(Clone, Debug)]
+pub struct PipelineHandle {
+    queue: mpsc::Sender<Telemetry>,
+    stats: Arc<Stats>,
+}
+
+impl PipelineHandle {
+    /// Queues `item`; returns `false` (and counts a drop) when the queue is full or closed.
+    pub fn send(&self, item: Telemetry) -> bool {
+        match self.queue.try_send(item) {
+            Ok(()) => {
+                self.stats.pipeline.accepted.inc();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.pipeline.dropped_full.inc();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.pipeline.dropped_closed.inc();
+                false
+            }
+        }
+    }
+
+    /// The sidecar's counters, for producers that count their own events.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+}
+
+/// Builds the sinks of a config; the real one is [`sinks::build`], tests inject others.
+pub(crate) type SinkFactory = Arc<dyn Fn(&PipelineConfig) -> Vec<Box<dyn Sink>> + Send + Sync>;
+
+/// The owner's side of a running pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    handle: PipelineHandle,
+    config: watch::Sender<Arc<PipelineConfig>>,
+    shutdown: watch::Sender<bool>,
+    driver: JoinHandle<()>,
+}
+
+/// Starts the pipeline with the sinks of `config`. Must be called inside a tokio runtime.
+pub fn spawn(config: PipelineConfig, stats: Arc<Stats>) -> Pipeline {
+    spawn_with(config, stats, Arc::new(sinks::build))
+}
+
+pub(crate) fn spawn_with(
+    config: PipelineConfig,
+    stats: Arc<Stats>,
+    factory: SinkFactory,
+) -> Pipeline {
+    let (queue_tx, queue_rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let worker = Worker {
+        // Behind a mutex so that a restarted task takes over the same queue.
+        queue: Arc::new(Mutex::new(queue_rx)),
+        config: config_rx,
+        shutdown: shutdown_rx,
+        stats: stats.clone(),
+        factory,
+    };
+    Pipeline {
+        handle: PipelineHandle {
+            queue: queue_tx,
+            stats,
+        },
+        config: config_tx,
+        shutdown: shutdown_tx,
+        driver: tokio::spawn(worker.drive()),
+    }
+}
+
+impl Pipeline {
+    /// A handle for a producer.
+    pub fn handle(&self) -> PipelineHandle {
+        self.handle.clone()
+    }
+
+    /// Applies new tags and sinks between two batches; does nothing when `config` is unchanged.
+    pub fn reconfigure(&self, config: PipelineConfig) {
+        self.config.send_if_modified(|current| {
+            let changed = **current != config;
+            if changed {
+                *current = Arc::new(config);
+            }
+            changed
+        });
+    }
+
+    /// Refuses new items, writes what is queued, flushes the sinks; gives up after `timeout`.
+    /// Returns whether everything was flushed in time.
+    pub async fn shutdown(self, timeout: Duration) -> bool {
+        self.shutdown.send_replace(true);
+        tokio::time::timeout(timeout, self.driver).await.is_ok()
+    }
+}
+
+#[derive(Clone)]
+struct Worker {
+    queue: Arc<Mutex<mpsc::Receiver<Telemetry>>>,
+    config: watch::Receiver<Arc<PipelineConfig>>,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+    factory: SinkFactory,
+}
+
+impl Worker {
+    /// Runs the pipeline task, restarting it when it panics.
+    async fn drive(self) {
+        loop {
+            match tokio::spawn(self.clone().work()).await {
+                Ok(()) => return,
+                Err(err) if err.is_panic() => {
+                    self.stats.pipeline.panics.inc();
+                    tracing::error!(
+                        "the telemetry pipeline panicked ({}); restarting it — the app is not affected",
+                        panic_message(err.into_panic().as_ref())
+                    );
+                    // The failing batch is gone; a short pause keeps a repeating fault from spinning.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn work(mut self) {
+        let mut queue = self.queue.lock().await;
+        let mut config = self.config.borrow_and_update().clone();
+        let mut sinks = (self.factory)(&config);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => break,
+                changed = self.config.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    flush(&mut sinks, &self.stats);
+                    config = self.config.borrow_and_update().clone();
+                    sinks = (self.factory)(&config);
+                    self.stats.pipeline.reconfigured.inc();
+                }
+                received = queue.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        break;
+                    }
+                    deliver(&mut batch, &config, &mut sinks, &self.stats);
+                }
+            }
+        }
+        // Shutting down: refuse new items, write what is queued.
+        queue.close();
+        while queue.recv_many(&mut batch, BATCH).await > 0 {
+            deliver(&mut batch, &config, &mut sinks, &self.stats);
+        }
+        flush(&mut sinks, &self.stats);
+    }
+}
+
+/// Tags a batch and writes it to every sink; empties `batch`.
+fn deliver(
+    batch: &mut Vec<Telemetry>,
+    config: &PipelineConfig,
+    sinks: &mut [Box<dyn Sink>],
+    stats: &Stats,
+) {
+    for item in batch.iter_mut() {
+        tag(item, &config.tags);
+    }
+    for sink in sinks.iter_mut() {
+        if let Err(err) = sink.write(batch) {
+            stats.pipeline.sink_errors.inc();
+            tracing::warn!("{err}");
+        }
+    }
+    stats.pipeline.processed.add(batch.len() as u64);
+    batch.clear();
+}
+
+fn flush(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
+    for sink in sinks.iter_mut() {
+        if let Err(err) = sink.flush() {
+            stats.pipeline.sink_errors.inc();
+            tracing::warn!("{err}");
+        }
+    }
+}
+
+/// Adds the dyno's tags; spans keep theirs (tracers set env, service and version themselves).
+fn tag(item: &mut Telemetry, dyno_tags: &[String]) {
+    if dyno_tags.is_empty() {
+        return;
+    }
+    let merge = |tags: &mut Vec<String>| {
+        tags.extend(dyno_tags.iter().cloned());
+        tags.sort_unstable();
+        tags.dedup();
+    };
+    match item {
+        Telemetry::Points(points) => points.iter_mut().for_each(|p| merge(&mut p.tags)),
+        Telemetry::Event(event) => merge(&mut event.tags),
+        Telemetry::ServiceCheck(check) => merge(&mut check.tags),
+        Telemetry::Traces(_) => {}
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+#[cfg(test)]
+#[path = "pipeline/tests.rs"]
+mod tests;

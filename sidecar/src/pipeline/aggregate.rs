@@ -1,0 +1,614 @@
+//! DogStatsD aggregation with the Datadog agent's semantics.
+//!
+//! Samples fall into 10-second buckets aligned to the wall clock (by the
+//! time they are received). Within a bucket a *context* is the metric name,
+//! its sorted and de-duplicated tags, and its type; each context folds its
+//! samples as the agent does:
+//!
+//! | type | per bucket | emitted as |
+//! | --- | --- | --- |
+//! | `c` | Σ value / rate | `name`: [`Rate`](MetricType::Rate) Σ/10, interval 10 |
+//! | `g` | last value | `name`: gauge |
+//! | `s` | distinct members | `name`: gauge |
+//! | `h`, `ms` | weighted samples | `name.max .median .avg .95percentile` gauges (the configured aggregates and percentiles; also `.min .sum`), `name.count` rate Σweight/10 |
+//! | `d` | a [`Sketch`] (1 %) | `name.p50 .p75 .p90 .p95 .p99 .avg .max .min .sum` gauges, `name.count` [`Count`](MetricType::Count), interval 10 |
+//!
+//! Distributions are emitted as percentile gauges for sinks without
+//! sketches; the sketch is kept whole until then so a sketch-aware sink can
+//! be given it later. Their percentile set is Datadog's default one for
+//! distributions (p50, p75, p90, p95, p99), and `.count` is a count (not a
+//! rate) because that is what `count:` of a distribution means in Datadog.
+//!
+//! Histogram percentiles are the nearest rank over the weighted samples
+//! (the smallest value whose cumulative weight reaches q × total weight);
+//! `.median` is the 0.5 one. A context keeps up to
+//! [`AggregatorConfig::max_samples`] exact samples; past that its samples
+//! move into a sketch (count, sum, min, max stay exact), which bounds memory
+//! per context at ~32 KiB.
+//!
+//! Points with `|T` (counts and gauges) skip aggregation and keep their
+//! timestamp; the sample rate is not applied to them (protocol 1.3).
+//!
+//! Memory is bounded: at most [`AggregatorConfig::max_contexts`] contexts
+//! across open buckets and [`AggregatorConfig::max_timestamped`] pending
+//! `|T` points; samples beyond are dropped and counted in [`AggregatorStats`].
+//!
+//! Contexts are found by a 64-bit hash of name, tags and type, then checked
+//! for equality, so a line costs one hash and no allocation unless it opens a
+//! new context.
+
+use std::hash::{BuildHasher, Hasher};
+
+use dynoscope_crds::dyno::DogStatsdConfig;
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+
+use super::sketch::Sketch;
+use crate::receivers::dogstatsd::mapper::{Mapper, MapperError};
+use crate::receivers::dogstatsd::parser::{Metric, MetricKind};
+use crate::telemetry::{MetricType, Point};
+
+/// Length of a bucket in seconds, as the agent's.
+pub const BUCKET_SECS: i64 = 10;
+
+/// Default of [`AggregatorConfig::max_contexts`].
+pub const DEFAULT_MAX_CONTEXTS: usize = 50_000;
+/// Default of [`AggregatorConfig::max_samples`].
+pub const DEFAULT_MAX_SAMPLES: usize = 4096;
+/// Default of [`AggregatorConfig::max_timestamped`].
+pub const DEFAULT_MAX_TIMESTAMPED: usize = 50_000;
+
+/// Percentiles of distributions, as Datadog's defaults; `(q, suffix)`.
+const DISTRIBUTION_PERCENTILES: [(f64, &str); 5] = [
+    (0.5, ".p50"),
+    (0.75, ".p75"),
+    (0.9, ".p90"),
+    (0.95, ".p95"),
+    (0.99, ".p99"),
+];
+
+/// Which aggregates histograms and timers report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistogramAggregates {
+    /// `.max` (default on).
+    pub max: bool,
+    /// `.min` (default off).
+    pub min: bool,
+    /// `.median` (default on).
+    pub median: bool,
+    /// `.avg` (default on).
+    pub avg: bool,
+    /// `.sum` (default off).
+    pub sum: bool,
+    /// `.count`, as a rate (default on).
+    pub count: bool,
+}
+
+impl Default for HistogramAggregates {
+    fn default() -> Self {
+        Self::from_names(
+            dynoscope_crds::defaults::HISTOGRAM_AGGREGATES
+                .iter()
+                .copied(),
+        )
+    }
+}
+
+impl HistogramAggregates {
+    /// From the config's names (`max`, `min`, `median`, `avg`, `sum`, `count`);
+    /// unknown names were refused by validation and are ignored here.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut out = Self {
+            max: false,
+            min: false,
+            median: false,
+            avg: false,
+            sum: false,
+            count: false,
+        };
+        for name in names {
+            match name {
+                "max" => out.max = true,
+                "min" => out.min = true,
+                "median" => out.median = true,
+                "avg" => out.avg = true,
+                "sum" => out.sum = true,
+                "count" => out.count = true,
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// How the aggregator folds and bounds; built with [`AggregatorConfig::from_dogstatsd`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregatorConfig {
+    /// Percentiles of histograms and timers, in (0, 1). Default: `[0.95]`.
+    pub percentiles: Vec<f64>,
+    /// Aggregates of histograms and timers. Default: max, median, avg, count.
+    pub aggregates: HistogramAggregates,
+    /// Name mappings, first match wins. Default: none.
+    pub mappings: Vec<dynoscope_crds::observability::MappingSpec>,
+    /// Contexts held across open buckets. Default: [`DEFAULT_MAX_CONTEXTS`].
+    pub max_contexts: usize,
+    /// Exact samples per histogram context before it turns into a sketch.
+    /// Default: [`DEFAULT_MAX_SAMPLES`].
+    pub max_samples: usize,
+    /// `|T` points held until the next flush. Default: [`DEFAULT_MAX_TIMESTAMPED`].
+    pub max_timestamped: usize,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            percentiles: dynoscope_crds::defaults::HISTOGRAM_PERCENTILES.to_vec(),
+            aggregates: HistogramAggregates::default(),
+            mappings: Vec::new(),
+            max_contexts: DEFAULT_MAX_CONTEXTS,
+            max_samples: DEFAULT_MAX_SAMPLES,
+            max_timestamped: DEFAULT_MAX_TIMESTAMPED,
+        }
+    }
+}
+
+impl AggregatorConfig {
+    /// The aggregator's part of a dyno's DogStatsD config; bounds keep their defaults.
+    pub fn from_dogstatsd(config: &DogStatsdConfig) -> Self {
+        Self {
+            percentiles: config.histogram_percentiles.clone(),
+            aggregates: HistogramAggregates::from_names(
+                config.histogram_aggregates.iter().map(String::as_str),
+            ),
+            mappings: config.mappings.clone(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Counters of the aggregator, for `/status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AggregatorStats {
+    /// Contexts in the open buckets now.
+    pub contexts: usize,
+    /// Metric lines folded into a context.
+    pub samples: u64,
+    /// Lines dropped because [`AggregatorConfig::max_contexts`] was reached.
+    pub context_overflow: u64,
+    /// `|T` points passed through.
+    pub timestamped: u64,
+    /// `|T` points dropped because [`AggregatorConfig::max_timestamped`] was reached.
+    pub timestamped_overflow: u64,
+    /// Lines renamed by a mapping.
+    pub mapped: u64,
+    /// Points emitted by flushes.
+    pub points_flushed: u64,
+}
+
+/// What [`Aggregator::insert`] did with a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Folded into a bucket.
+    Aggregated,
+    /// Kept as a `|T` point for the next flush.
+    Timestamped,
+    /// Dropped: too many contexts or pending `|T` points.
+    Overflow,
+}
+
+/// The DogStatsD aggregation stage. Not thread-safe by design: one receiver
+/// task owns it and flushes it on a timer.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: AggregatorConfig,
+    mapper: Mapper,
+    /// `(q, ".95percentile")`, named once rather than at every flush.
+    percentile_suffixes: Vec<(f64, String)>,
+    /// Open buckets, oldest first; rarely more than two.
+    buckets: Vec<Bucket>,
+    timestamped: Vec<Point>,
+    hasher: foldhash::fast::FixedState,
+    stats: AggregatorStats,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    start: i64,
+    series: HashTable<Series>,
+}
+
+#[derive(Debug)]
+struct Series {
+    hash: u64,
+    kind: MetricKind,
+    name: Box<str>,
+    tags: Box<[Box<str>]>,
+    value: Value,
+}
+
+#[derive(Debug)]
+enum Value {
+    Count(f64),
+    Gauge(f64),
+    /// Hashes of the members: distinct count is all a set reports.
+    Set(hashbrown::HashSet<u64, foldhash::fast::FixedState>),
+    Histogram(Histogram),
+    Distribution(Box<Sketch>),
+}
+
+impl Aggregator {
+    /// A new aggregator; fails only on a mapping that is not a valid regex.
+    pub fn new(config: AggregatorConfig) -> Result<Self, MapperError> {
+        let mapper = Mapper::new(&config.mappings)?;
+        let percentile_suffixes = config
+            .percentiles
+            .iter()
+            .filter(|q| **q > 0.0 && **q < 1.0)
+            // The agent names a percentile by its integer part: 0.95 → 95percentile.
+            .map(|q| {
+                (
+                    *q,
+                    format!(".{}percentile", (q * 100.0 + 1e-9).floor() as u32),
+                )
+            })
+            .collect();
+        Ok(Self {
+            config,
+            mapper,
+            percentile_suffixes,
+            buckets: Vec::new(),
+            timestamped: Vec::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x6479_6e6f),
+            stats: AggregatorStats::default(),
+        })
+    }
+
+    /// Applies a new config to the samples received from now on. Open
+    /// buckets keep their data (a reload loses nothing).
+    pub fn reconfigure(&mut self, config: AggregatorConfig) -> Result<(), MapperError> {
+        let next = Aggregator::new(config)?;
+        self.config = next.config;
+        self.mapper = next.mapper;
+        self.percentile_suffixes = next.percentile_suffixes;
+        Ok(())
+    }
+
+    /// The counters; `contexts` is the number held now.
+    pub fn stats(&self) -> AggregatorStats {
+        AggregatorStats {
+            contexts: self.contexts(),
+            ..self.stats
+        }
+    }
+
+    fn contexts(&self) -> usize {
+        self.buckets.iter().map(|b| b.series.len()).sum()
+    }
+
+    /// Folds one metric line received at `now` (unix seconds).
+    pub fn insert(&mut self, metric: &Metric<'_>, now: i64) -> Inserted {
+        if let Some(ts) = metric.timestamp {
+            if matches!(metric.kind, MetricKind::Count | MetricKind::Gauge) {
+                return self.insert_timestamped(metric, ts);
+            }
+        }
+        let mapped = if self.mapper.is_empty() {
+            None
+        } else {
+            self.mapper.map(metric.name)
+        };
+        let (name, extra): (&str, &[String]) = match &mapped {
+            Some(m) => {
+                self.stats.mapped += 1;
+                (&m.name, &m.tags)
+            }
+            None => (metric.name, &[]),
+        };
+        let mut tags: SmallVec<[&str; 16]> = metric.tags.iter().collect();
+        tags.extend(extra.iter().map(String::as_str));
+        tags.sort_unstable();
+        tags.dedup();
+        let hash = self.hash(name, &tags, metric.kind);
+
+        let start = now.div_euclid(BUCKET_SECS) * BUCKET_SECS;
+        let bucket_index = match self.buckets.iter().rposition(|b| b.start == start) {
+            Some(i) => i,
+            None => {
+                let at = self.buckets.partition_point(|b| b.start < start);
+                self.buckets.insert(
+                    at,
+                    Bucket {
+                        start,
+                        series: HashTable::new(),
+                    },
+                );
+                at
+            }
+        };
+        let full = self.contexts() >= self.config.max_contexts;
+        let Some(bucket) = self.buckets.get_mut(bucket_index) else {
+            return Inserted::Overflow;
+        };
+        let kind = metric.kind;
+        let eq = |s: &Series| {
+            s.hash == hash && s.kind == kind && &*s.name == name && tags_eq(&s.tags, &tags)
+        };
+        let series = match bucket.series.entry(hash, eq, |s| s.hash) {
+            hashbrown::hash_table::Entry::Occupied(entry) => entry.into_mut(),
+            hashbrown::hash_table::Entry::Vacant(_) if full => {
+                self.stats.context_overflow += 1;
+                return Inserted::Overflow;
+            }
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                let series = Series {
+                    hash,
+                    kind,
+                    name: name.into(),
+                    tags: tags.iter().map(|t| Box::from(*t)).collect(),
+                    value: Value::new(kind),
+                };
+                entry.insert(series).into_mut()
+            }
+        };
+        let weight = 1.0 / metric.sample_rate;
+        match &mut series.value {
+            Value::Count(sum) => *sum += metric.values().sum::<f64>() * weight,
+            Value::Gauge(last) => {
+                if let Some(v) = metric.values().last() {
+                    *last = v;
+                }
+            }
+            Value::Set(members) => {
+                if let Some(member) = metric.set_member() {
+                    members.insert(self.hasher.hash_one(member));
+                }
+            }
+            Value::Histogram(hist) => {
+                for v in metric.values() {
+                    hist.add(v, weight, self.config.max_samples);
+                }
+            }
+            Value::Distribution(sketch) => {
+                for v in metric.values() {
+                    sketch.add(v, weight);
+                }
+            }
+        }
+        self.stats.samples += 1;
+        Inserted::Aggregated
+    }
+
+    fn insert_timestamped(&mut self, metric: &Metric<'_>, timestamp: i64) -> Inserted {
+        if self.timestamped.len() >= self.config.max_timestamped {
+            self.stats.timestamped_overflow += 1;
+            return Inserted::Overflow;
+        }
+        let (name, extra) = match self.mapper.map(metric.name) {
+            Some(m) => (m.name, m.tags),
+            None => (metric.name.to_owned(), Vec::new()),
+        };
+        let mut tags: Vec<String> = metric.tags.iter().map(str::to_owned).chain(extra).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        let (metric_type, interval) = match metric.kind {
+            MetricKind::Count => (MetricType::Count, BUCKET_SECS as u32),
+            _ => (MetricType::Gauge, 0),
+        };
+        for value in metric.values() {
+            self.timestamped.push(Point {
+                name: name.clone(),
+                metric_type,
+                value,
+                timestamp,
+                interval,
+                tags: tags.clone(),
+            });
+        }
+        self.stats.timestamped += 1;
+        Inserted::Timestamped
+    }
+
+    fn hash(&self, name: &str, sorted_tags: &[&str], kind: MetricKind) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(name.as_bytes());
+        // Separators keep ("ab", ["c"]) and ("a", ["bc"]) apart.
+        h.write_u8(0xff);
+        for tag in sorted_tags {
+            h.write(tag.as_bytes());
+            h.write_u8(0xff);
+        }
+        h.write_u8(kind as u8);
+        h.finish()
+    }
+
+    /// The points of every bucket that closed by `now` (unix seconds), and
+    /// the pending `|T` points.
+    pub fn flush(&mut self, now: i64) -> Vec<Point> {
+        let closed = self
+            .buckets
+            .partition_point(|b| b.start + BUCKET_SECS <= now);
+        let buckets: Vec<Bucket> = self.buckets.drain(..closed).collect();
+        self.emit(buckets)
+    }
+
+    /// Every point held, open buckets included: for shutdown.
+    pub fn flush_all(&mut self) -> Vec<Point> {
+        let buckets = std::mem::take(&mut self.buckets);
+        self.emit(buckets)
+    }
+
+    fn emit(&mut self, buckets: Vec<Bucket>) -> Vec<Point> {
+        let mut out = std::mem::take(&mut self.timestamped);
+        for bucket in buckets {
+            for series in bucket.series {
+                self.emit_series(series, bucket.start, &mut out);
+            }
+        }
+        self.stats.points_flushed += out.len() as u64;
+        out
+    }
+
+    fn emit_series(&self, series: Series, timestamp: i64, out: &mut Vec<Point>) {
+        let tags: Vec<String> = series.tags.iter().map(|t| t.to_string()).collect();
+        let name = &*series.name;
+        let gauge = |suffix: &str, value: f64| Point {
+            name: format!("{name}{suffix}"),
+            metric_type: MetricType::Gauge,
+            value,
+            timestamp,
+            interval: 0,
+            tags: tags.clone(),
+        };
+        let per_bucket = |suffix: &str, metric_type: MetricType, value: f64| Point {
+            name: format!("{name}{suffix}"),
+            metric_type,
+            value,
+            timestamp,
+            interval: BUCKET_SECS as u32,
+            tags: tags.clone(),
+        };
+        match series.value {
+            Value::Count(sum) => {
+                out.push(per_bucket("", MetricType::Rate, sum / BUCKET_SECS as f64))
+            }
+            Value::Gauge(last) => out.push(gauge("", last)),
+            Value::Set(members) => out.push(gauge("", members.len() as f64)),
+            Value::Histogram(mut hist) => {
+                let aggs = self.config.aggregates;
+                let Some(stats) = hist.stats() else { return };
+                if aggs.max {
+                    out.push(gauge(".max", stats.max));
+                }
+                if aggs.min {
+                    out.push(gauge(".min", stats.min));
+                }
+                if aggs.median {
+                    out.push(gauge(".median", hist.quantile(0.5)));
+                }
+                if aggs.avg {
+                    out.push(gauge(".avg", stats.sum / stats.count));
+                }
+                if aggs.sum {
+                    out.push(gauge(".sum", stats.sum));
+                }
+                if aggs.count {
+                    out.push(per_bucket(
+                        ".count",
+                        MetricType::Rate,
+                        stats.count / BUCKET_SECS as f64,
+                    ));
+                }
+                for (q, suffix) in &self.percentile_suffixes {
+                    out.push(gauge(suffix, hist.quantile(*q)));
+                }
+            }
+            Value::Distribution(sketch) => {
+                let (Some(min), Some(max), Some(avg)) = (sketch.min(), sketch.max(), sketch.avg())
+                else {
+                    return;
+                };
+                for (q, suffix) in DISTRIBUTION_PERCENTILES {
+                    out.push(gauge(suffix, sketch.quantile(q).unwrap_or(max)));
+                }
+                out.push(gauge(".avg", avg));
+                out.push(gauge(".max", max));
+                out.push(gauge(".min", min));
+                out.push(gauge(".sum", sketch.sum()));
+                out.push(per_bucket(".count", MetricType::Count, sketch.count()));
+            }
+        }
+    }
+}
+
+fn tags_eq(stored: &[Box<str>], tags: &[&str]) -> bool {
+    stored.len() == tags.len() && stored.iter().zip(tags).all(|(a, b)| **a == **b)
+}
+
+impl Value {
+    fn new(kind: MetricKind) -> Self {
+        match kind {
+            MetricKind::Count => Value::Count(0.0),
+            MetricKind::Gauge => Value::Gauge(0.0),
+            MetricKind::Set => Value::Set(Default::default()),
+            MetricKind::Timer | MetricKind::Histogram => Value::Histogram(Histogram::default()),
+            MetricKind::Distribution => Value::Distribution(Box::default()),
+        }
+    }
+}
+
+/// The samples of a histogram or timer context: exact up to a cap, then a sketch.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// `(value, weight)`; emptied into `sketch` when it reaches the cap.
+    samples: Vec<(f64, f64)>,
+    sketch: Option<Box<Sketch>>,
+    count: f64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+/// Exact totals of a histogram.
+struct HistogramStats {
+    count: f64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Histogram {
+    fn add(&mut self, value: f64, weight: f64, max_samples: usize) {
+        if self.count == 0.0 {
+            (self.min, self.max) = (value, value);
+        }
+        self.count += weight;
+        self.sum += value * weight;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if let Some(sketch) = &mut self.sketch {
+            sketch.add(value, weight);
+        } else if self.samples.len() < max_samples {
+            self.samples.push((value, weight));
+        } else {
+            let mut sketch = Box::new(Sketch::new());
+            for (v, w) in self.samples.drain(..) {
+                sketch.add(v, w);
+            }
+            sketch.add(value, weight);
+            self.samples = Vec::new();
+            self.sketch = Some(sketch);
+        }
+    }
+
+    fn stats(&self) -> Option<HistogramStats> {
+        (self.count > 0.0).then_some(HistogramStats {
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+        })
+    }
+
+    /// Nearest rank over the weighted samples (sorts them on first use).
+    fn quantile(&mut self, q: f64) -> f64 {
+        if let Some(sketch) = &self.sketch {
+            return sketch.quantile(q).unwrap_or(self.max);
+        }
+        if !self.samples.is_sorted_by(|a, b| a.0 <= b.0) {
+            self.samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let target = q * self.count;
+        let mut seen = 0.0;
+        for (value, weight) in &self.samples {
+            seen += weight;
+            // A relative epsilon so 0.95 × 100 reaching 95 is not lost to rounding.
+            if seen >= target * (1.0 - 1e-12) {
+                return *value;
+            }
+        }
+        self.max
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! Table tests of the aggregation semantics, line in → points out.
+
+use super::*;
+use crate::receivers::dogstatsd::parser::{parse_line, Message};
+use dynoscope_crds::observability::MappingSpec;
+
+/// A bucket start, and a time inside it.
+const T0: i64 = 1_700_000_000;
+
+fn feed(agg: &mut Aggregator, lines: &[&str], now: i64) {
+    for line in lines {
+        let Ok(Message::Metric(m)) = parse_line(line.as_bytes()) else {
+            panic!("{line} is not a metric")
+        };
+        agg.insert(&m, now);
+    }
+}
+
+/// `(name, type, value, tags)` of a point.
+type Summary = (String, MetricType, f64, Vec<String>);
+
+/// The points, sorted by name then tags.
+fn summary(mut points: Vec<Point>) -> Vec<Summary> {
+    points.sort_by(|a, b| (&a.name, &a.tags).cmp(&(&b.name, &b.tags)));
+    points
+        .into_iter()
+        .map(|p| (p.name, p.metric_type, p.value, p.tags))
+        .collect()
+}
+
+fn aggregate(lines: &[&str]) -> Vec<Summary> {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(&mut agg, lines, T0 + 3);
+    summary(agg.flush(T0 + BUCKET_SECS))
+}
+
+fn p(name: &str, t: MetricType, v: f64, tags: &[&str]) -> Summary {
+    (
+        name.to_owned(),
+        t,
+        v,
+        tags.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+use MetricType::{Count, Gauge, Rate};
+
+#[test]
+fn semantics_per_type() {
+    let lines_1_to_100: Vec<String> = (1..=100).map(|i| format!("lat:{i}|h")).collect();
+    let lat: Vec<&str> = lines_1_to_100.iter().map(String::as_str).collect();
+    let cases: Vec<(&str, Vec<&str>, Vec<Summary>)> = vec![
+        (
+            "count as rate",
+            vec!["hits:1|c"; 1000],
+            vec![p("hits", Rate, 100.0, &[])],
+        ),
+        (
+            "count sample rate",
+            vec!["hits:1|c|@0.1"; 10],
+            vec![p("hits", Rate, 10.0, &[])],
+        ),
+        (
+            "count multi-value",
+            vec!["hits:1:2:3|c"],
+            vec![p("hits", Rate, 0.6, &[])],
+        ),
+        (
+            "gauge last",
+            vec!["g:1|g", "g:5|g", "g:3|g"],
+            vec![p("g", Gauge, 3.0, &[])],
+        ),
+        (
+            "gauge multi-value last",
+            vec!["g:1:9:4|g"],
+            vec![p("g", Gauge, 4.0, &[])],
+        ),
+        (
+            "set distinct",
+            vec!["u:a|s", "u:b|s", "u:a|s", "u:c|s|@0.5"],
+            vec![p("u", Gauge, 3.0, &[])],
+        ),
+        (
+            "histogram defaults",
+            lat.clone(),
+            vec![
+                p("lat.95percentile", Gauge, 95.0, &[]),
+                p("lat.avg", Gauge, 50.5, &[]),
+                p("lat.count", Rate, 10.0, &[]),
+                p("lat.max", Gauge, 100.0, &[]),
+                p("lat.median", Gauge, 50.0, &[]),
+            ],
+        ),
+        (
+            "timer like histogram, weighted",
+            vec!["t:10|ms|@0.5", "t:20|ms"],
+            vec![
+                p("t.95percentile", Gauge, 20.0, &[]),
+                p("t.avg", Gauge, 40.0 / 3.0, &[]),
+                p("t.count", Rate, 0.3, &[]),
+                p("t.max", Gauge, 20.0, &[]),
+                p("t.median", Gauge, 10.0, &[]),
+            ],
+        ),
+        (
+            "distribution",
+            vec!["d:1:2:3:4|d", "d:5|d|@0.5"],
+            vec![
+                p("d.avg", Gauge, 20.0 / 6.0, &[]),
+                p("d.count", Count, 6.0, &[]),
+                p("d.max", Gauge, 5.0, &[]),
+                p("d.min", Gauge, 1.0, &[]),
+                p("d.p50", Gauge, 3.0, &[]),
+                p("d.p75", Gauge, 4.0, &[]),
+                p("d.p90", Gauge, 5.0, &[]),
+                p("d.p95", Gauge, 5.0, &[]),
+                p("d.p99", Gauge, 5.0, &[]),
+                p("d.sum", Gauge, 20.0, &[]),
+            ],
+        ),
+    ];
+    for (what, lines, want) in cases {
+        let got = aggregate(&lines);
+        assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.0, g.1, &g.3), (&w.0, w.1, &w.3), "{what}");
+            let tolerance = if w.0.contains(".p") {
+                0.01 * w.2.abs()
+            } else {
+                1e-9
+            };
+            assert!(
+                (g.2 - w.2).abs() <= tolerance,
+                "{what}: {} = {}, want {}",
+                g.0,
+                g.2,
+                w.2
+            );
+        }
+    }
+}
+
+#[test]
+fn contexts_are_name_and_sorted_deduplicated_tags() {
+    let got = aggregate(&[
+        "c:1|c|#b,a",
+        "c:1|c|#a,b",
+        "c:1|c|#a,b,a",
+        "c:1|c|#a",
+        "c:1|c",
+        "d:1|c|#a,b",
+    ]);
+    assert_eq!(
+        got,
+        [
+            p("c", Rate, 0.1, &[]),
+            p("c", Rate, 0.1, &["a"]),
+            p("c", Rate, 0.3, &["a", "b"]),
+            p("d", Rate, 0.1, &["a", "b"]),
+        ]
+    );
+}
+
+#[test]
+fn configured_aggregates_and_percentiles() {
+    let config = AggregatorConfig {
+        percentiles: vec![0.5, 0.99, 0.999],
+        aggregates: HistogramAggregates::from_names(["min", "sum"]),
+        ..AggregatorConfig::default()
+    };
+    let mut agg = Aggregator::new(config).unwrap();
+    let lines: Vec<String> = (1..=1000).map(|i| format!("h:{i}|h")).collect();
+    feed(
+        &mut agg,
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+        T0,
+    );
+    assert_eq!(
+        summary(agg.flush(T0 + 10)),
+        [
+            p("h.50percentile", Gauge, 500.0, &[]),
+            p("h.99percentile", Gauge, 990.0, &[]),
+            p("h.99percentile", Gauge, 999.0, &[]),
+            p("h.min", Gauge, 1.0, &[]),
+            p("h.sum", Gauge, 500_500.0, &[]),
+        ]
+    );
+}
+
+#[test]
+fn buckets_align_to_the_wall_clock() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(&mut agg, &["c:1|c"], T0 + 9);
+    feed(&mut agg, &["c:1|c"], T0 + 10);
+    feed(&mut agg, &["c:1|c"], T0 + 25);
+    // Nothing is closed before its end.
+    assert!(agg.flush(T0 + 9).is_empty());
+    let first = agg.flush(T0 + 10);
+    assert_eq!(
+        first
+            .iter()
+            .map(|p| (p.timestamp, p.interval, p.value))
+            .collect::<Vec<_>>(),
+        [(T0, 10, 0.1)]
+    );
+    let rest = agg.flush(T0 + 30);
+    assert_eq!(
+        rest.iter().map(|p| p.timestamp).collect::<Vec<_>>(),
+        [T0 + 10, T0 + 20]
+    );
+    assert_eq!(agg.stats().contexts, 0);
+}
+
+#[test]
+fn flush_all_emits_open_buckets() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(&mut agg, &["c:5|c", "g:1|g"], T0 + 1);
+    assert!(agg.flush(T0 + 2).is_empty());
+    assert_eq!(agg.flush_all().len(), 2);
+    assert!(agg.flush_all().is_empty());
+}
+
+#[test]
+fn timestamped_points_bypass_aggregation() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(
+        &mut agg,
+        &[
+            "c:5|c|@0.5|T1600000000|#b,a",
+            "g:7|g|T1600000005",
+            "h:1|h|T1600000000",
+        ],
+        T0,
+    );
+    let points = agg.flush(T0);
+    assert_eq!(
+        points
+            .iter()
+            .map(|p| (&*p.name, p.metric_type, p.value, p.timestamp, p.tags.len()))
+            .collect::<Vec<_>>(),
+        // The rate is not applied to |T points; histograms ignore |T.
+        [
+            ("c", Count, 5.0, 1_600_000_000, 2),
+            ("g", Gauge, 7.0, 1_600_000_005, 0)
+        ]
+    );
+    assert_eq!(points[0].tags, ["a", "b"]);
+    assert_eq!(
+        agg.flush(T0 + 10).len(),
+        5,
+        "the histogram is aggregated in its bucket"
+    );
+}
+
+#[test]
+fn mappings_rename_and_tag() {
+    let config = AggregatorConfig {
+        mappings: vec![MappingSpec {
+            pattern: r"sidekiq\.jobs\.(.*)\.perform".into(),
+            name: "sidekiq.jobs.perform".into(),
+            tags: [("worker".to_owned(), "$1".to_owned())].into(),
+        }],
+        ..AggregatorConfig::default()
+    };
+    let mut agg = Aggregator::new(config).unwrap();
+    feed(
+        &mut agg,
+        &[
+            "sidekiq.jobs.Hard.perform:1|c|#env:prod",
+            "sidekiq.jobs.Soft.perform:1|c",
+            "other:1|c",
+        ],
+        T0,
+    );
+    assert_eq!(
+        summary(agg.flush(T0 + 10)),
+        [
+            p("other", Rate, 0.1, &[]),
+            p(
+                "sidekiq.jobs.perform",
+                Rate,
+                0.1,
+                &["env:prod", "worker:Hard"]
+            ),
+            p("sidekiq.jobs.perform", Rate, 0.1, &["worker:Soft"]),
+        ]
+    );
+    assert_eq!(agg.stats().mapped, 2);
+}
+
+#[test]
+fn contexts_are_bounded() {
+    let config = AggregatorConfig {
+        max_contexts: 2,
+        max_timestamped: 1,
+        ..AggregatorConfig::default()
+    };
+    let mut agg = Aggregator::new(config).unwrap();
+    feed(
+        &mut agg,
+        &[
+            "a:1|c",
+            "b:1|c",
+            "c:1|c",
+            "a:1|c",
+            "d:1|g|T1600000000",
+            "e:1|g|T1600000000",
+        ],
+        T0,
+    );
+    let stats = agg.stats();
+    assert_eq!(
+        (
+            stats.contexts,
+            stats.context_overflow,
+            stats.timestamped,
+            stats.timestamped_overflow
+        ),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(
+        summary(agg.flush(T0 + 10)),
+        [
+            p("a", Rate, 0.2, &[]),
+            p("b", Rate, 0.1, &[]),
+            p("d", Gauge, 1.0, &[])
+        ]
+    );
+    // A flush frees the contexts.
+    feed(&mut agg, &["c:1|c"], T0 + 10);
+    assert_eq!(agg.stats().contexts, 1);
+}
+
+#[test]
+fn histograms_past_the_sample_cap_use_a_sketch() {
+    let config = AggregatorConfig {
+        max_samples: 100,
+        ..AggregatorConfig::default()
+    };
+    let mut agg = Aggregator::new(config).unwrap();
+    let lines: Vec<String> = (1..=10_000).map(|i| format!("h:{i}|h")).collect();
+    feed(
+        &mut agg,
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+        T0,
+    );
+    let got = summary(agg.flush(T0 + 10));
+    let value = |name: &str| got.iter().find(|p| p.0 == name).map(|p| p.2).unwrap();
+    assert_eq!(
+        (value("h.max"), value("h.avg"), value("h.count")),
+        (10_000.0, 5000.5, 1000.0)
+    );
+    for (name, want) in [("h.median", 5000.0), ("h.95percentile", 9500.0)] {
+        assert!(
+            (value(name) - want).abs() <= 0.01 * want,
+            "{name} = {}",
+            value(name)
+        );
+    }
+}
+
+#[test]
+fn same_name_different_types_stay_apart() {
+    let got = aggregate(&["x:1|c", "x:5|g"]);
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn reconfigure_keeps_open_buckets() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(&mut agg, &["c:1|c"], T0);
+    agg.reconfigure(AggregatorConfig {
+        percentiles: vec![0.5],
+        ..AggregatorConfig::default()
+    })
+    .unwrap();
+    feed(&mut agg, &["c:1|c"], T0);
+    assert_eq!(summary(agg.flush(T0 + 10)), [p("c", Rate, 0.2, &[])]);
+}
+
+#[test]
+fn from_dogstatsd_config() {
+    let dsd = dynoscope_crds::dyno::DogStatsdConfig {
+        enabled: true,
+        port: 8125,
+        socket: None,
+        histogram_percentiles: vec![0.99],
+        histogram_aggregates: vec!["max".into(), "count".into()],
+        mappings: vec![],
+    };
+    let config = AggregatorConfig::from_dogstatsd(&dsd);
+    assert_eq!(config.percentiles, [0.99]);
+    assert_eq!(
+        config.aggregates,
+        HistogramAggregates::from_names(["max", "count"])
+    );
+    assert_eq!(config.max_contexts, DEFAULT_MAX_CONTEXTS);
+}

@@ -1,0 +1,10 @@
+//! Protobuf messages the network sinks send, hand-written with prost for the
+//! subset used (field numbers from the public schemas named in each module).
+//!
+//! - [`datadog`]: the trace intake's `AgentPayload` (PROTOCOLS.md §3).
+//! - [`otlp`]: OTLP traces and metrics (opentelemetry-proto).
+//! - [`prometheus`]: the remote-write `WriteRequest`.
+
+pub mod datadog;
+pub mod otlp;
+pub mod prometheus;

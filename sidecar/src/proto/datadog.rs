@@ -1,0 +1,126 @@
+//! Datadog's trace intake payload (`/api/v0.2/traces`), field numbers as in
+//! datadog-agent `pkg/proto/datadog/trace` (listed in PROTOCOLS.md §3).
+
+use std::collections::HashMap;
+
+/// What the agent posts: its host and env, and the tracers' payloads.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AgentPayload {
+    /// The agent's host name.
+    #[prost(string, tag = "1")]
+    pub host_name: String,
+    /// The agent's default env.
+    #[prost(string, tag = "2")]
+    pub env: String,
+    /// One per tracer (here: per trace chunk).
+    #[prost(message, repeated, tag = "5")]
+    pub tracer_payloads: Vec<TracerPayload>,
+    /// Agent tags.
+    #[prost(map = "string, string", tag = "6")]
+    pub tags: HashMap<String, String>,
+    /// Version of the sender.
+    #[prost(string, tag = "7")]
+    pub agent_version: String,
+    /// Target traces per second of the sampler.
+    #[prost(double, tag = "8")]
+    pub target_tps: f64,
+    /// Target error traces per second.
+    #[prost(double, tag = "9")]
+    pub error_tps: f64,
+}
+
+/// The chunks of one tracer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TracerPayload {
+    /// Container id.
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    /// e.g. `python`.
+    #[prost(string, tag = "2")]
+    pub language_name: String,
+    /// Language version.
+    #[prost(string, tag = "3")]
+    pub language_version: String,
+    /// Tracer version.
+    #[prost(string, tag = "4")]
+    pub tracer_version: String,
+    /// Runtime id.
+    #[prost(string, tag = "5")]
+    pub runtime_id: String,
+    /// The chunks.
+    #[prost(message, repeated, tag = "6")]
+    pub chunks: Vec<TraceChunk>,
+    /// Tags.
+    #[prost(map = "string, string", tag = "7")]
+    pub tags: HashMap<String, String>,
+    /// env of the chunks.
+    #[prost(string, tag = "8")]
+    pub env: String,
+    /// Host name of the chunks.
+    #[prost(string, tag = "9")]
+    pub hostname: String,
+    /// version of the app.
+    #[prost(string, tag = "10")]
+    pub app_version: String,
+}
+
+/// The spans of one trace sent together.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TraceChunk {
+    /// Sampling priority.
+    #[prost(int32, tag = "1")]
+    pub priority: i32,
+    /// Origin (e.g. `synthetics`).
+    #[prost(string, tag = "2")]
+    pub origin: String,
+    /// The spans.
+    #[prost(message, repeated, tag = "3")]
+    pub spans: Vec<Span>,
+    /// Chunk tags.
+    #[prost(map = "string, string", tag = "4")]
+    pub tags: HashMap<String, String>,
+    /// Whether the chunk was dropped by sampling (sent for stats only).
+    #[prost(bool, tag = "5")]
+    pub dropped_trace: bool,
+}
+
+/// One span.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Span {
+    /// Service.
+    #[prost(string, tag = "1")]
+    pub service: String,
+    /// Operation name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Resource.
+    #[prost(string, tag = "3")]
+    pub resource: String,
+    /// Low 64 bits of the trace id.
+    #[prost(uint64, tag = "4")]
+    pub trace_id: u64,
+    /// Span id.
+    #[prost(uint64, tag = "5")]
+    pub span_id: u64,
+    /// Parent id, 0 for a root.
+    #[prost(uint64, tag = "6")]
+    pub parent_id: u64,
+    /// Start, unix ns.
+    #[prost(int64, tag = "7")]
+    pub start: i64,
+    /// Duration, ns.
+    #[prost(int64, tag = "8")]
+    pub duration: i64,
+    /// Non-zero on error.
+    #[prost(int32, tag = "9")]
+    pub error: i32,
+    /// String tags.
+    #[prost(map = "string, string", tag = "10")]
+    pub meta: HashMap<String, String>,
+    /// Numeric tags.
+    #[prost(map = "string, double", tag = "11")]
+    pub metrics: HashMap<String, f64>,
+    /// Span type.
+    #[prost(string, tag = "12")]
+    pub r#type: String,
+}

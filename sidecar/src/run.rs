@@ -1,0 +1,154 @@
+//! `dynoscope-sidecar run`: wires the components together for the life of the app.
+//!
+//! Order matters: signal handlers and the config come first, then the pipeline (and,
+//! later, the receivers, bound before the app starts so its first traces are not lost),
+//! then the app; background tasks run contained, so a panic in one is reported and the
+//! task restarted while the app keeps running. When the app is gone the pipeline is
+//! flushed and the app's status returned.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynoscope_crds::DynoConfig;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::admin::{self, AdminState};
+use crate::cli::RunArgs;
+use crate::config;
+use crate::config_watch::{self, Reloader};
+use crate::pipeline::{self, PipelineConfig};
+use crate::sampler::{self, Sampler};
+use crate::stats::Stats;
+use crate::status::{AppState, StatusBoard};
+use crate::supervisor::{self, Signals};
+
+/// Time the pipeline gets to flush once the app is gone.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the app under supervision; returns the status to exit with.
+pub async fn run(args: RunArgs) -> i32 {
+    if !supervisor::become_subreaper() && std::process::id() != 1 {
+        tracing::debug!("not a subreaper: orphans of the app are reaped by init");
+    }
+    let stats = Arc::new(Stats::default());
+    let source = args.source(std::env::var("DYNO").ok());
+    let status = Arc::new(StatusBoard::new(source.describe()));
+    status.set_command(
+        args.command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
+
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => {
+            tracing::error!("{err}");
+            return 70;
+        }
+    };
+
+    let (bus, _) = watch::channel::<Option<Arc<DynoConfig>>>(None);
+    let reloader = Reloader::new(source.clone(), bus.clone(), status.clone(), stats.clone());
+    reloader.boot();
+    let initial = bus.borrow().clone();
+
+    let pipeline = pipeline::spawn(pipeline_config(initial.as_deref()), stats.clone());
+    // Receivers bind here, before the app starts.
+
+    let env = config::app_env(initial.as_deref(), |name| std::env::var(name).ok());
+    let app = match supervisor::spawn(&args.command, &env) {
+        Ok(app) => app,
+        Err(err) => {
+            tracing::error!("{err}");
+            let code = err.exit_code();
+            status.set_exit(code);
+            pipeline.shutdown(FLUSH_TIMEOUT).await;
+            return code;
+        }
+    };
+    let app_pid = u32::try_from(app.pid.as_raw()).ok();
+    status.set_app(app_pid, AppState::Running);
+
+    let tasks = [
+        contained("config watcher", &stats, move || {
+            config_watch::watch(reloader.clone())
+        }),
+        contained("sampler", &stats, {
+            let (config, handle, status) = (bus.subscribe(), pipeline.handle(), status.clone());
+            move || {
+                let sampler = Sampler::new(Path::new("/proc"), Path::new("/sys/fs/cgroup"));
+                sampler::run(sampler, config.clone(), handle.clone(), status.clone())
+            }
+        }),
+        contained("admin", &stats, {
+            let (config, flag) = (bus.subscribe(), args.admin_port);
+            let state = AdminState {
+                status: status.clone(),
+                stats: stats.clone(),
+            };
+            move || admin::run(config.clone(), flag, state.clone())
+        }),
+    ];
+
+    // Tags and sinks follow the config without touching the app.
+    let mut changes = bus.subscribe();
+    let reconfigure = async {
+        while changes.changed().await.is_ok() {
+            let config = changes.borrow_and_update().clone();
+            pipeline.reconfigure(pipeline_config(config.as_deref()));
+        }
+        std::future::pending::<()>().await;
+    };
+    let grace =
+        || config::grace_period(bus.borrow().as_deref(), args.grace_period.map(|g| g.get()));
+    let code = tokio::select! {
+        code = supervisor::supervise(&app, &mut signals, grace, &stats, &status) => code,
+        () = reconfigure => 1,
+    };
+    status.set_exit(code);
+    for task in tasks {
+        task.abort();
+    }
+    if !pipeline.shutdown(FLUSH_TIMEOUT).await {
+        tracing::warn!("the pipeline did not flush within {FLUSH_TIMEOUT:?}");
+    }
+    code
+}
+
+fn pipeline_config(config: Option<&DynoConfig>) -> PipelineConfig {
+    config.map_or_else(PipelineConfig::off, |c| {
+        PipelineConfig::from_dyno(c, |name| std::env::var(name).ok())
+    })
+}
+
+/// Runs `make()`'s task; when it panics, reports it and starts a fresh one a second later.
+/// Aborting the returned handle stops the current task too.
+fn contained<F, Fut>(name: &'static str, stats: &Arc<Stats>, make: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let stats = stats.clone();
+    tokio::spawn(async move {
+        loop {
+            // A JoinSet aborts its task when dropped, i.e. when this task is aborted.
+            let mut set = JoinSet::new();
+            set.spawn(make());
+            match set.join_next().await {
+                Some(Err(err)) if err.is_panic() => {
+                    stats.tasks.panics.inc();
+                    tracing::error!(
+                        "the {name} task panicked ({}); restarting it — the app is not affected",
+                        pipeline::panic_message(err.into_panic().as_ref())
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return,
+            }
+        }
+    })
+}

@@ -1,0 +1,357 @@
+//! The Datadog sink: Datadog's intake APIs, as the Datadog agent posts to them.
+//!
+//! | what | where | body |
+//! | --- | --- | --- |
+//! | points | `https://api.<site>/api/v2/series` | JSON `{"series":[…]}`, type 1 count / 2 rate / 3 gauge, host as a `resources` entry |
+//! | traces | `https://trace.agent.<site>/api/v0.2/traces` | protobuf `AgentPayload` ([`crate::proto::datadog`]), one `TracerPayload` per trace chunk |
+//! | events | `https://api.<site>/api/v1/events` | JSON, one event per request |
+//! | service checks | `https://api.<site>/api/v1/check_run` | JSON array |
+//!
+//! Every request carries `DD-API-KEY` (resolved from the referenced
+//! environment variable when the sink is built, marked sensitive, never
+//! logged) and is gzip-compressed. `endpoint` replaces both hosts with one
+//! base URL (a proxy, or a test's recording endpoint).
+//!
+//! Distributions: the aggregator emits DogStatsD distributions as percentile
+//! gauges (`.p50`, `.p95`, … as configured) and `.count`, so this sink sends
+//! no sketches to `/api/beta/sketches`; a distribution's percentiles are
+//! therefore per dyno and cannot be re-aggregated across dynos in Datadog.
+//!
+//! TODO: the tracer telemetry proxy (`/telemetry/proxy/*` →
+//! `instrumentation-telemetry-intake.<site>`) is not forwarded yet; the trace
+//! receiver answers it and drops the body.
+
+use std::collections::HashMap;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::Uri;
+use prost::Message;
+use serde::Serialize;
+
+use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind};
+use super::{Sink, SinkError};
+use crate::proto::datadog as pb;
+use crate::telemetry::{Event, MetricType, Point, ServiceCheck, Telemetry, TraceChunk};
+
+/// The default site.
+pub const DEFAULT_SITE: &str = "datadoghq.com";
+
+const SERIES: usize = 0;
+const TRACES: usize = 1;
+const EVENTS: usize = 2;
+const CHECKS: usize = 3;
+
+/// Where and as whom the sink sends.
+#[derive(Clone, Debug)]
+pub struct DatadogOptions {
+    /// Datadog site, e.g. `datadoghq.eu`.
+    pub site: String,
+    /// One base URL for every path instead of the site's hosts.
+    pub endpoint: Option<String>,
+    /// The API key's value.
+    pub api_key: String,
+    /// Where the key came from (e.g. `environment variable DD_API_KEY`), for messages.
+    pub api_key_source: String,
+    /// Host name of items that carry none.
+    pub hostname: String,
+    /// `env` of the trace payload (the dyno's `env:` tag).
+    pub env: String,
+}
+
+/// Sends points, traces, events and service checks to Datadog.
+#[derive(Debug)]
+pub struct DatadogSink {
+    delivery: Delivery,
+    hostname: String,
+}
+
+impl DatadogSink {
+    /// The name the sink has in logs and `/status`.
+    pub fn name(options: &DatadogOptions) -> String {
+        format!(
+            "datadog {}",
+            options.endpoint.as_deref().unwrap_or(&options.site)
+        )
+    }
+
+    /// Starts the sink (its delivery task runs on the current runtime).
+    pub fn start(options: &DatadogOptions, config: DeliveryConfig) -> Result<Self, String> {
+        let name = Self::name(options);
+        let site = &options.site;
+        if site.is_empty()
+            || !site
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!("sink {name}: site {site:?} is not a host name such as datadoghq.com or datadoghq.eu"));
+        }
+        let (api, trace) = match &options.endpoint {
+            Some(base) => (
+                base.trim_end_matches('/').to_owned(),
+                base.trim_end_matches('/').to_owned(),
+            ),
+            None => (
+                format!("https://api.{site}"),
+                format!("https://trace.agent.{site}"),
+            ),
+        };
+        let uri = |base: &str, path: &str| -> Result<Uri, String> {
+            format!("{base}{path}")
+                .parse()
+                .map_err(|err| format!("sink {name}: endpoint {base:?} is not a URL: {err}"))
+        };
+        let mut key = HeaderValue::from_str(&options.api_key).map_err(|_| {
+            format!(
+                "sink {name}: the API key from {} is not a valid HTTP header value",
+                options.api_key_source
+            )
+        })?;
+        key.set_sensitive(true);
+        let headers = |content_type: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(HeaderName::from_static("dd-api-key"), key.clone());
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers
+        };
+        let agent = pb::AgentPayload {
+            host_name: options.hostname.clone(),
+            env: options.env.clone(),
+            agent_version: concat!("dynoscope-", env!("CARGO_PKG_VERSION")).to_owned(),
+            target_tps: 10.0,
+            error_tps: 10.0,
+            ..Default::default()
+        };
+        let endpoints = vec![
+            Endpoint {
+                name: "series",
+                uri: uri(&api, "/api/v2/series")?,
+                headers: headers("application/json"),
+                compression: Compression::Gzip,
+                kind: ItemKind::Points,
+                prefix: br#"{"series":["#.to_vec(),
+                separator: b",",
+                suffix: b"]}",
+                max_entries: usize::MAX,
+            },
+            Endpoint {
+                name: "traces",
+                uri: uri(&trace, "/api/v0.2/traces")?,
+                headers: headers("application/x-protobuf"),
+                compression: Compression::Gzip,
+                kind: ItemKind::Spans,
+                prefix: agent.encode_to_vec(),
+                separator: b"",
+                suffix: b"",
+                max_entries: usize::MAX,
+            },
+            Endpoint {
+                name: "events",
+                uri: uri(&api, "/api/v1/events")?,
+                headers: headers("application/json"),
+                compression: Compression::Gzip,
+                kind: ItemKind::Events,
+                prefix: Vec::new(),
+                separator: b"",
+                suffix: b"",
+                max_entries: 1,
+            },
+            Endpoint {
+                name: "check_run",
+                uri: uri(&api, "/api/v1/check_run")?,
+                headers: headers("application/json"),
+                compression: Compression::Gzip,
+                kind: ItemKind::Events,
+                prefix: b"[".to_vec(),
+                separator: b",",
+                suffix: b"]",
+                max_entries: usize::MAX,
+            },
+        ];
+        let stats = crate::stats::sinks().register(&name);
+        let delivery = Delivery::start(name, endpoints, config, stats)?;
+        Ok(DatadogSink {
+            delivery,
+            hostname: options.hostname.clone(),
+        })
+    }
+}
+
+impl Sink for DatadogSink {
+    fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
+        for item in batch {
+            match item {
+                Telemetry::Points(points) => {
+                    for point in points {
+                        self.delivery
+                            .push(SERIES, json_entry(&series(point, &self.hostname)));
+                    }
+                }
+                Telemetry::Traces(chunks) => {
+                    for chunk in chunks {
+                        self.delivery
+                            .push(TRACES, trace_entry(chunk, &self.hostname));
+                    }
+                }
+                Telemetry::Event(event) => self
+                    .delivery
+                    .push(EVENTS, json_entry(&event_json(event, &self.hostname))),
+                Telemetry::ServiceCheck(check) => self
+                    .delivery
+                    .push(CHECKS, json_entry(&check_json(check, &self.hostname))),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.delivery.flush();
+        Ok(())
+    }
+}
+
+fn json_entry(value: &impl Serialize) -> Entry {
+    Entry {
+        bytes: serde_json::to_vec(value).unwrap_or_default(),
+        items: 1,
+    }
+}
+
+/// One series of `/api/v2/series`.
+#[derive(Debug, Serialize)]
+pub struct Series<'a> {
+    metric: &'a str,
+    #[serde(rename = "type")]
+    metric_type: u8,
+    points: [SeriesPoint; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<u32>,
+    tags: &'a [String],
+    resources: [Resource<'a>; 1],
+}
+
+#[derive(Debug, Serialize)]
+struct SeriesPoint {
+    timestamp: i64,
+    value: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+}
+
+/// A point as a series of the v2 API.
+pub fn series<'a>(point: &'a Point, hostname: &'a str) -> Series<'a> {
+    let metric_type = match point.metric_type {
+        MetricType::Count => 1,
+        MetricType::Rate => 2,
+        MetricType::Gauge => 3,
+    };
+    Series {
+        metric: &point.name,
+        metric_type,
+        points: [SeriesPoint {
+            timestamp: point.timestamp,
+            value: if point.value.is_finite() {
+                point.value
+            } else {
+                0.0
+            },
+        }],
+        interval: (point.interval > 0).then_some(point.interval),
+        tags: &point.tags,
+        resources: [Resource {
+            kind: "host",
+            name: hostname,
+        }],
+    }
+}
+
+fn event_json(event: &Event, hostname: &str) -> serde_json::Value {
+    serde_json::json!({
+        "title": event.title,
+        "text": event.text,
+        "date_happened": event.timestamp,
+        "host": event.hostname.as_deref().unwrap_or(hostname),
+        "aggregation_key": event.aggregation_key,
+        "priority": event.priority.as_deref().unwrap_or("normal"),
+        "source_type_name": event.source_type,
+        "alert_type": event.alert_type.as_deref().unwrap_or("info"),
+        "tags": event.tags,
+    })
+}
+
+fn check_json(check: &ServiceCheck, hostname: &str) -> serde_json::Value {
+    serde_json::json!({
+        "check": check.name,
+        "host_name": check.hostname.as_deref().unwrap_or(hostname),
+        "status": check.status,
+        "timestamp": check.timestamp,
+        "message": check.message.as_deref().unwrap_or(""),
+        "tags": check.tags,
+    })
+}
+
+/// A chunk as field 5 (`tracerPayloads`) of `AgentPayload`, ready to be appended to the payload's header.
+fn trace_entry(chunk: &TraceChunk, hostname: &str) -> Entry {
+    let root = chunk
+        .spans
+        .iter()
+        .find(|s| s.parent_id == 0)
+        .or(chunk.spans.first());
+    let meta = |key: &str| {
+        root.and_then(|s| s.meta.get(key))
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    let payload = pb::TracerPayload {
+        language_name: meta("language"),
+        env: meta("env"),
+        app_version: meta("version"),
+        hostname: hostname.to_owned(),
+        chunks: vec![pb::TraceChunk {
+            priority: chunk.priority.unwrap_or(1),
+            origin: meta("_dd.origin"),
+            spans: chunk.spans.iter().map(span).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut bytes = Vec::with_capacity(payload.encoded_len() + 8);
+    prost::encoding::message::encode(5, &payload, &mut bytes);
+    Entry {
+        bytes,
+        items: chunk.spans.len() as u64,
+    }
+}
+
+fn span(span: &crate::telemetry::Span) -> pb::Span {
+    pb::Span {
+        service: span.service.to_string(),
+        name: span.name.to_string(),
+        resource: span.resource.to_string(),
+        trace_id: span.trace_id,
+        span_id: span.span_id,
+        parent_id: span.parent_id,
+        start: span.start,
+        duration: span.duration,
+        error: span.error,
+        meta: span
+            .meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+        metrics: span
+            .metrics
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        r#type: span.span_type.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[path = "datadog/tests.rs"]
+mod tests;

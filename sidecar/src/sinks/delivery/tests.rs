@@ -1,0 +1,84 @@
+use super::*;
+
+#[test]
+fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+    let config = DeliveryConfig {
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        ..DeliveryConfig::default()
+    };
+    for (attempt, ceiling) in [(0, 100), (1, 200), (3, 800), (4, 1000), (30, 1000)] {
+        for _ in 0..50 {
+            let d = backoff(&config, attempt).as_millis();
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "attempt {attempt}: {d} ms"
+            );
+        }
+    }
+}
+
+#[test]
+fn gzip_and_snappy_bodies_round_trip() {
+    let raw = b"{\"series\":[]}".repeat(10);
+    let gz = compress(Compression::Gzip, &raw).unwrap_or_default();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+        .unwrap_or_default();
+    assert_eq!(out, raw);
+    let sn = compress(Compression::Snappy, &raw).unwrap_or_default();
+    assert_eq!(
+        snap::raw::Decoder::new()
+            .decompress_vec(&sn)
+            .unwrap_or_default(),
+        raw
+    );
+}
+
+fn endpoint(kind: ItemKind) -> Endpoint {
+    Endpoint {
+        name: "test",
+        // Nothing listens on port 9 of loopback; these tests never send anyway.
+        uri: Uri::from_static("http://127.0.0.1:9/"),
+        headers: HeaderMap::new(),
+        compression: Compression::Gzip,
+        kind,
+        prefix: Vec::new(),
+        separator: b"",
+        suffix: b"",
+        max_entries: usize::MAX,
+    }
+}
+
+/// An entry that costs `size` bytes of the buffer.
+fn entry(size: usize, items: u64) -> Entry {
+    Entry {
+        bytes: vec![b'x'; size - ENTRY_OVERHEAD as usize],
+        items,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_drops_the_oldest_entries_of_any_endpoint_and_counts_their_items() {
+    let config = DeliveryConfig {
+        buffer_bytes: 1000,
+        batch_bytes: usize::MAX,
+        batch_interval: Duration::from_secs(3600),
+        ..DeliveryConfig::default()
+    };
+    let stats = Arc::new(SinkStats::default());
+    let endpoints = vec![endpoint(ItemKind::Points), endpoint(ItemKind::Spans)];
+    let delivery = Delivery::start("test".into(), endpoints, config, stats.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    delivery.push(1, entry(400, 3)); // spans, oldest
+    delivery.push(0, entry(400, 5)); // points
+    assert_eq!(stats.buffer_bytes.get(), 800);
+    delivery.push(0, entry(300, 2)); // evicts the spans
+    assert_eq!(stats.dropped.spans.get(), 3);
+    assert_eq!(stats.dropped.points.get(), 0);
+    assert_eq!(stats.buffer_bytes.get(), 700);
+    delivery.push(0, entry(2000, 9)); // larger than the buffer: itself dropped
+    assert_eq!(stats.dropped.points.get(), 9);
+    assert_eq!(stats.buffer_bytes.get(), 700);
+    assert_eq!(delivery.shared.lock().pending, [7, 0, 0]);
+}

@@ -1,0 +1,350 @@
+//! The OTLP sink: OTLP/HTTP protobuf to `<endpoint>/v1/traces` and `<endpoint>/v1/metrics`.
+//!
+//! Resource attributes come from the dyno's tags: `service:` → `service.name`,
+//! `env:` → `deployment.environment`, `version:` → `service.version`, the
+//! hostname → `host.name`, every other `key:value` tag as `key` (a tag without
+//! a value as `key` = `""`). Spans are grouped by service per trace chunk, and
+//! the span's service wins over the dyno's.
+//!
+//! Spans: trace id = the high 64 bits from `meta["_dd.p.tid"]` (hex) and the
+//! low 64 bits of the Datadog id, big-endian; span and parent id big-endian
+//! (no parent for a root); name = the operation name; kind from
+//! `meta["span.kind"]` when set, else from the type (`web` → server;
+//! `http`, `grpc`, `sql`, `db`, `cache`, `redis`, `memcached`, `mongodb`,
+//! `cassandra`, `elasticsearch` → client; anything else internal);
+//! attributes: `resource.name`, `span.type`, every meta (string) and metric
+//! (double); status error with `error.message` when `error` is set.
+//!
+//! Points: gauges → Gauge; counts → a delta, non-monotonic Sum over the
+//! bucket; rates (per second) → Gauge with the per-second value. The dyno's
+//! tags are on the resource, the point's other tags its attributes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use prost::Message;
+
+use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind};
+use super::{Sink, SinkError};
+use crate::proto::otlp as pb;
+use crate::telemetry::{MetricType, Point, Telemetry, TraceChunk};
+
+const TRACES: usize = 0;
+const METRICS: usize = 1;
+/// Points per `ResourceMetrics` entry: the unit the buffer drops.
+const POINTS_PER_ENTRY: usize = 256;
+
+/// Sends spans and points to an OpenTelemetry collector.
+#[derive(Debug)]
+pub struct OtlpSink {
+    delivery: Delivery,
+    /// Resource attributes from the dyno's tags.
+    resource: Vec<pb::KeyValue>,
+    /// The dyno's tags, left off point attributes (they are on the resource).
+    dyno_tags: BTreeSet<String>,
+}
+
+impl OtlpSink {
+    /// Starts the sink; `headers` are resolved values (marked sensitive).
+    pub fn start(
+        endpoint: &str,
+        headers: &BTreeMap<String, String>,
+        hostname: &str,
+        tags: &[String],
+        config: DeliveryConfig,
+    ) -> Result<Self, String> {
+        let base = endpoint.trim_end_matches('/');
+        let name = format!("otlp {base}");
+        let mut extra = HeaderMap::new();
+        for (key, value) in headers {
+            let key = HeaderName::try_from(key.as_str())
+                .map_err(|_| format!("sink {name}: header name {key:?} is not valid"))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                format!("sink {name}: the value of header {key} is not a valid header value")
+            })?;
+            value.set_sensitive(true);
+            extra.insert(key, value);
+        }
+        extra.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        let uri = |path: &str| {
+            format!("{base}{path}")
+                .parse()
+                .map_err(|err| format!("sink {name}: endpoint {base:?} is not a URL: {err}"))
+        };
+        let endpoint = |name, path, kind| -> Result<Endpoint, String> {
+            Ok(Endpoint {
+                name,
+                uri: uri(path)?,
+                headers: extra.clone(),
+                compression: Compression::Gzip,
+                kind,
+                prefix: Vec::new(),
+                separator: b"",
+                suffix: b"",
+                max_entries: usize::MAX,
+            })
+        };
+        let endpoints = vec![
+            endpoint("traces", "/v1/traces", ItemKind::Spans)?,
+            endpoint("metrics", "/v1/metrics", ItemKind::Points)?,
+        ];
+        let stats = crate::stats::sinks().register(&name);
+        Ok(OtlpSink {
+            delivery: Delivery::start(name, endpoints, config, stats)?,
+            resource: resource_attributes(hostname, tags),
+            dyno_tags: tags.iter().cloned().collect(),
+        })
+    }
+}
+
+impl Sink for OtlpSink {
+    fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
+        for item in batch {
+            match item {
+                Telemetry::Points(points) => {
+                    for group in points.chunks(POINTS_PER_ENTRY) {
+                        let entry = metrics_entry(group, &self.resource, &self.dyno_tags);
+                        self.delivery.push(METRICS, entry);
+                    }
+                }
+                Telemetry::Traces(chunks) => {
+                    for chunk in chunks {
+                        for entry in trace_entries(chunk, &self.resource) {
+                            self.delivery.push(TRACES, entry);
+                        }
+                    }
+                }
+                // OTLP logs would carry these; not sent.
+                Telemetry::Event(_) | Telemetry::ServiceCheck(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.delivery.flush();
+        Ok(())
+    }
+}
+
+fn string(key: &str, value: &str) -> pb::KeyValue {
+    pb::KeyValue {
+        key: key.to_owned(),
+        value: Some(pb::AnyValue {
+            value: Some(pb::any_value::Value::StringValue(value.to_owned())),
+        }),
+    }
+}
+
+fn double(key: &str, value: f64) -> pb::KeyValue {
+    pb::KeyValue {
+        key: key.to_owned(),
+        value: Some(pb::AnyValue {
+            value: Some(pb::any_value::Value::DoubleValue(value)),
+        }),
+    }
+}
+
+/// `key:value` → (key, value); a bare tag → (tag, "").
+fn split_tag(tag: &str) -> (&str, &str) {
+    tag.split_once(':').unwrap_or((tag, ""))
+}
+
+/// The resource attributes of the dyno's tags and hostname.
+pub fn resource_attributes(hostname: &str, tags: &[String]) -> Vec<pb::KeyValue> {
+    let mut attributes = BTreeMap::new();
+    for tag in tags {
+        let (key, value) = split_tag(tag);
+        let key = match key {
+            "service" => "service.name",
+            "env" => "deployment.environment",
+            "version" => "service.version",
+            other => other,
+        };
+        attributes.insert(key.to_owned(), value.to_owned());
+    }
+    if !hostname.is_empty() {
+        attributes.insert("host.name".to_owned(), hostname.to_owned());
+    }
+    attributes.iter().map(|(k, v)| string(k, v)).collect()
+}
+
+fn scope() -> Option<pb::InstrumentationScope> {
+    Some(pb::InstrumentationScope {
+        name: "dynoscope".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}
+
+/// A trace chunk as `resource_spans` entries (field 1 of the request), one per service.
+fn trace_entries(chunk: &TraceChunk, resource: &[pb::KeyValue]) -> Vec<Entry> {
+    let mut by_service: BTreeMap<&str, Vec<pb::Span>> = BTreeMap::new();
+    for span in &chunk.spans {
+        by_service
+            .entry(&span.service)
+            .or_default()
+            .push(convert_span(span));
+    }
+    by_service
+        .into_iter()
+        .map(|(service, spans)| {
+            let mut attributes: Vec<pb::KeyValue> = resource
+                .iter()
+                .filter(|kv| kv.key != "service.name")
+                .cloned()
+                .collect();
+            if !service.is_empty() {
+                attributes.push(string("service.name", service));
+            }
+            let items = spans.len() as u64;
+            let message = pb::ResourceSpans {
+                resource: Some(pb::Resource { attributes }),
+                scope_spans: vec![pb::ScopeSpans {
+                    scope: scope(),
+                    spans,
+                }],
+            };
+            let mut bytes = Vec::with_capacity(message.encoded_len() + 8);
+            prost::encoding::message::encode(1, &message, &mut bytes);
+            Entry { bytes, items }
+        })
+        .collect()
+}
+
+/// The OTLP kind of a Datadog span.
+pub fn span_kind(span: &crate::telemetry::Span) -> pb::SpanKind {
+    match span.meta.get("span.kind").map(|k| k.as_ref()) {
+        Some("server") => return pb::SpanKind::Server,
+        Some("client") => return pb::SpanKind::Client,
+        Some("producer") => return pb::SpanKind::Producer,
+        Some("consumer") => return pb::SpanKind::Consumer,
+        Some("internal") => return pb::SpanKind::Internal,
+        _ => {}
+    }
+    match span.span_type.as_ref() {
+        "web" => pb::SpanKind::Server,
+        "http" | "grpc" | "sql" | "db" | "cache" | "redis" | "memcached" | "mongodb"
+        | "cassandra" | "elasticsearch" => pb::SpanKind::Client,
+        _ => pb::SpanKind::Internal,
+    }
+}
+
+/// A Datadog span as an OTLP span.
+pub fn convert_span(span: &crate::telemetry::Span) -> pb::Span {
+    let high = span
+        .meta
+        .get("_dd.p.tid")
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0);
+    let mut trace_id = Vec::with_capacity(16);
+    trace_id.extend_from_slice(&high.to_be_bytes());
+    trace_id.extend_from_slice(&span.trace_id.to_be_bytes());
+    let mut attributes = vec![string("resource.name", &span.resource)];
+    if !span.span_type.is_empty() {
+        attributes.push(string("span.type", &span.span_type));
+    }
+    attributes.extend(span.meta.iter().map(|(k, v)| string(k, v)));
+    attributes.extend(span.metrics.iter().map(|(k, v)| double(k, *v)));
+    let status = (span.error != 0).then(|| pb::Status {
+        message: span
+            .meta
+            .get("error.message")
+            .or_else(|| span.meta.get("error.msg"))
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        code: pb::STATUS_CODE_ERROR,
+    });
+    let start = u64::try_from(span.start).unwrap_or(0);
+    pb::Span {
+        trace_id,
+        span_id: span.span_id.to_be_bytes().to_vec(),
+        trace_state: String::new(),
+        parent_span_id: if span.parent_id == 0 {
+            Vec::new()
+        } else {
+            span.parent_id.to_be_bytes().to_vec()
+        },
+        name: span.name.to_string(),
+        kind: span_kind(span) as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start.saturating_add(u64::try_from(span.duration).unwrap_or(0)),
+        attributes,
+        status,
+    }
+}
+
+/// Points as one `resource_metrics` entry (field 1 of the request).
+fn metrics_entry(
+    points: &[Point],
+    resource: &[pb::KeyValue],
+    dyno_tags: &BTreeSet<String>,
+) -> Entry {
+    let metrics = points.iter().map(|p| convert_point(p, dyno_tags)).collect();
+    let message = pb::ResourceMetrics {
+        resource: Some(pb::Resource {
+            attributes: resource.to_vec(),
+        }),
+        scope_metrics: vec![pb::ScopeMetrics {
+            scope: scope(),
+            metrics,
+        }],
+    };
+    let mut bytes = Vec::with_capacity(message.encoded_len() + 8);
+    prost::encoding::message::encode(1, &message, &mut bytes);
+    Entry {
+        bytes,
+        items: points.len() as u64,
+    }
+}
+
+/// A point as an OTLP metric with one data point.
+pub fn convert_point(point: &Point, dyno_tags: &BTreeSet<String>) -> pb::Metric {
+    let nanos = |secs: i64| {
+        u64::try_from(secs)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+    };
+    let attributes = point
+        .tags
+        .iter()
+        .filter(|t| !dyno_tags.contains(*t))
+        .map(|t| {
+            let (k, v) = split_tag(t);
+            string(k, v)
+        })
+        .collect();
+    let end = point.timestamp + i64::from(point.interval);
+    let data_point = pb::NumberDataPoint {
+        start_time_unix_nano: if point.interval > 0 {
+            nanos(point.timestamp)
+        } else {
+            0
+        },
+        time_unix_nano: nanos(end),
+        as_double: Some(point.value),
+        attributes,
+    };
+    let data = match point.metric_type {
+        MetricType::Count => pb::metric::Data::Sum(pb::Sum {
+            data_points: vec![data_point],
+            aggregation_temporality: pb::TEMPORALITY_DELTA,
+            is_monotonic: false,
+        }),
+        MetricType::Rate | MetricType::Gauge => pb::metric::Data::Gauge(pb::Gauge {
+            data_points: vec![data_point],
+        }),
+    };
+    pb::Metric {
+        name: point.name.clone(),
+        description: String::new(),
+        unit: String::new(),
+        data: Some(data),
+    }
+}
+
+#[cfg(test)]
+#[path = "otlp/tests.rs"]
+mod tests;

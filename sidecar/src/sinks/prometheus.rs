@@ -1,0 +1,371 @@
+//! The Prometheus sink: a scrape endpoint and, optionally, remote write.
+//!
+//! Names: every character outside `[a-zA-Z0-9_:]` becomes `_` (`shop.orders`
+//! → `shop_orders`), and a leading digit gets a `_` prefix. Tags become
+//! labels: `key:value` → `key="value"` (keys sanitised like names), a tag
+//! without a value → `key="true"`; several values of one key are joined with
+//! `,`.
+//!
+//! Types: gauges stay gauges (the last value). Counts and rates become
+//! counters named `<name>_total`, accumulated by the sidecar from its 10 s
+//! buckets (a rate adds `value × interval`), so `rate()` and `increase()`
+//! work as on any Prometheus counter; they reset when the sidecar restarts.
+//! Distributions and histograms arrive from the aggregator as percentile
+//! gauges (`_p95`, `_max`, `_avg`, …) and a `_count` counter, not as
+//! Prometheus summaries.
+//!
+//! The scrape endpoint serves `/metrics` in the Prometheus text format
+//! (0.0.4, which OpenMetrics scrapers accept) on `listen`. Series never
+//! expire while the sidecar runs (at most [`MAX_SERIES`]; newer ones beyond
+//! that are not exported). A reconfiguration that keeps the same `listen`
+//! keeps the same server and values.
+//!
+//! Remote write (`remoteWrite`): each point as a `TimeSeries` of a
+//! `WriteRequest` ([`crate::proto::prometheus`]), snappy-compressed, with
+//! `Content-Encoding: snappy` and `X-Prometheus-Remote-Write-Version: 0.1.0`,
+//! through [`super::delivery`] (same buffer and retry rules as every network
+//! sink); counters carry the accumulated value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use prost::Message;
+
+use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind};
+use super::{Sink, SinkError};
+use crate::proto::prometheus as pb;
+use crate::telemetry::{MetricType, Point, Telemetry};
+
+/// The default scrape address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// Most series the scrape endpoint holds.
+pub const MAX_SERIES: usize = 100_000;
+
+/// A series: sanitised name and sorted labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
+#[derive(Debug, Clone, Copy)]
+struct Value {
+    counter: bool,
+    value: f64,
+}
+
+/// The latest value of every series, shared by the sink and its HTTP server.
+#[derive(Debug, Default)]
+pub struct Exporter {
+    series: Mutex<BTreeMap<SeriesKey, Value>>,
+    /// The scrape server's task; stopped when the last sink using it is gone.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where the server listens.
+    local_addr: Mutex<Option<SocketAddr>>,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Exporter {
+    /// Records `point`; returns its series and the value to export (a counter's running total).
+    fn record(&self, point: &Point) -> Option<(SeriesKey, Value)> {
+        let counter = point.metric_type != MetricType::Gauge;
+        let mut name = sanitize(&point.name);
+        if counter && !name.ends_with("_total") {
+            name.push_str("_total");
+        }
+        let key = (name, labels(&point.tags));
+        let increment = match point.metric_type {
+            MetricType::Gauge | MetricType::Count => point.value,
+            MetricType::Rate => point.value * f64::from(point.interval.max(1)),
+        };
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = series.len();
+        let value = match series.get_mut(&key) {
+            Some(v) => {
+                v.value = if counter {
+                    v.value + increment
+                } else {
+                    increment
+                };
+                *v
+            }
+            None if len < MAX_SERIES => {
+                let v = Value {
+                    counter,
+                    value: increment,
+                };
+                series.insert(key.clone(), v);
+                v
+            }
+            None => return None,
+        };
+        Some((key, value))
+    }
+
+    /// The exposition text of every series.
+    pub fn render(&self) -> String {
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(series.len() * 64);
+        let mut last_name: Option<&str> = None;
+        for ((name, labels), value) in series.iter() {
+            if last_name != Some(name) {
+                let kind = if value.counter { "counter" } else { "gauge" };
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                last_name = Some(name);
+            }
+            out.push_str(name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"{}\"", escape(v));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", format_value(value.value));
+        }
+        out
+    }
+
+    /// Where the scrape server listens, once it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self
+            .local_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Exports points for scraping and, with `remote_write`, pushes them.
+#[derive(Debug)]
+pub struct PrometheusSink {
+    exporter: Arc<Exporter>,
+    remote: Option<Delivery>,
+}
+
+impl PrometheusSink {
+    /// Serves `/metrics` on `listen` (sharing a live server on the same address)
+    /// and starts remote write to `remote_write` if given.
+    pub fn start(
+        listen: &str,
+        remote_write: Option<&str>,
+        config: DeliveryConfig,
+    ) -> Result<Self, String> {
+        let exporter = exporter(listen)?;
+        let remote = match remote_write {
+            None => None,
+            Some(url) => {
+                let name = format!("prometheus {url}");
+                let uri = url.parse().map_err(|err| {
+                    format!("sink {name}: remoteWrite {url:?} is not a URL: {err}")
+                })?;
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-protobuf"),
+                );
+                headers.insert(
+                    HeaderName::from_static("x-prometheus-remote-write-version"),
+                    HeaderValue::from_static("0.1.0"),
+                );
+                let endpoint = Endpoint {
+                    name: "remote write",
+                    uri,
+                    headers,
+                    compression: Compression::Snappy,
+                    kind: ItemKind::Points,
+                    prefix: Vec::new(),
+                    separator: b"",
+                    suffix: b"",
+                    max_entries: usize::MAX,
+                };
+                let stats = crate::stats::sinks().register(&name);
+                Some(Delivery::start(name, vec![endpoint], config, stats)?)
+            }
+        };
+        Ok(PrometheusSink { exporter, remote })
+    }
+
+    /// The scrape endpoint's state.
+    pub fn exporter(&self) -> &Arc<Exporter> {
+        &self.exporter
+    }
+}
+
+impl Sink for PrometheusSink {
+    fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
+        for item in batch {
+            let Telemetry::Points(points) = item else {
+                continue;
+            };
+            for point in points {
+                let Some((key, value)) = self.exporter.record(point) else {
+                    continue;
+                };
+                if let Some(remote) = &self.remote {
+                    remote.push(0, remote_entry(key, value.value, point.timestamp));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some(remote) = &self.remote {
+            remote.flush();
+        }
+        Ok(())
+    }
+}
+
+/// The live exporter on `listen`, or a new one with its server.
+fn exporter(listen: &str) -> Result<Arc<Exporter>, String> {
+    static LIVE: OnceLock<Mutex<HashMap<String, Weak<Exporter>>>> = OnceLock::new();
+    let mut live = LIVE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    live.retain(|_, w| w.strong_count() > 0);
+    if let Some(found) = live.get(listen).and_then(Weak::upgrade) {
+        return Ok(found);
+    }
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| "sink prometheus: needs the async runtime".to_owned())?;
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|err| {
+            format!("sink prometheus: cannot listen on {listen} for /metrics: {err}; set `listen` to a free address")
+        })?;
+    let addr = listener.local_addr().ok();
+    let exporter = Arc::new(Exporter::default());
+    let weak = Arc::downgrade(&exporter);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = weak.upgrade().map(|e| e.render()).unwrap_or_default();
+            async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    body,
+                )
+            }
+        }),
+    );
+    let task = {
+        let _guard = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|err| format!("sink prometheus: cannot serve on {listen}: {err}"))?;
+        runtime.spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!("sink prometheus: the /metrics server stopped: {err}");
+            }
+        })
+    };
+    *exporter
+        .server
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(task);
+    *exporter
+        .local_addr
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = addr;
+    live.insert(listen.to_owned(), Arc::downgrade(&exporter));
+    Ok(exporter)
+}
+
+/// A series as field 1 (`timeseries`) of a `WriteRequest`.
+fn remote_entry((name, labels): SeriesKey, value: f64, timestamp: i64) -> Entry {
+    let mut all: Vec<pb::Label> = Vec::with_capacity(labels.len() + 1);
+    all.push(pb::Label {
+        name: "__name__".to_owned(),
+        value: name,
+    });
+    all.extend(
+        labels
+            .into_iter()
+            .map(|(name, value)| pb::Label { name, value }),
+    );
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let series = pb::TimeSeries {
+        labels: all,
+        samples: vec![pb::Sample {
+            value,
+            timestamp: timestamp.saturating_mul(1000),
+        }],
+    };
+    let mut bytes = Vec::with_capacity(series.encoded_len() + 8);
+    prost::encoding::message::encode(1, &series, &mut bytes);
+    Entry { bytes, items: 1 }
+}
+
+/// A metric or label name Prometheus accepts.
+pub fn sanitize(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Tags as sorted labels; `__`-prefixed keys are reserved and left out.
+pub fn labels(tags: &[String]) -> Vec<(String, String)> {
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for tag in tags {
+        let (key, value) = tag.split_once(':').unwrap_or((tag, "true"));
+        let key = sanitize(key).replace(':', "_");
+        if key.starts_with("__") {
+            continue;
+        }
+        labels
+            .entry(key)
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
+    labels.into_iter().collect()
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+#[path = "prometheus/tests.rs"]
+mod tests;

@@ -1,0 +1,275 @@
+//! The one home of the sidecar's internal counters.
+//!
+//! Every counter is a field of a typed struct here, grouped by the component
+//! that increments it; `/status` serialises [`Stats`] as its `counters`
+//! section, so a new counter shows up there by being added here. Components
+//! receive an `Arc<Stats>` and increment their own group, never a loose atomic.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use serde::{Serialize, Serializer};
+
+/// A monotonically increasing count, serialised as a plain number.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Serialize for Counter {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.get())
+    }
+}
+
+/// A value that goes up and down (a buffer's fill), serialised as a plain number.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Serialize for Gauge {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.get())
+    }
+}
+
+/// Every counter of the sidecar.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    /// The pipeline between producers and sinks.
+    pub pipeline: PipelineStats,
+    /// Config reloads.
+    pub reloads: ReloadStats,
+    /// The app's supervision.
+    pub supervisor: SupervisorStats,
+    /// The memory sampler.
+    pub sampler: SamplerStats,
+    /// Background tasks of the sidecar.
+    pub tasks: TaskStats,
+}
+
+/// Counters of [`crate::pipeline`].
+#[derive(Debug, Default, Serialize)]
+pub struct PipelineStats {
+    /// Telemetry items accepted by `PipelineHandle::send`.
+    pub accepted: Counter,
+    /// Items refused because the pipeline's queue was full.
+    pub dropped_full: Counter,
+    /// Items refused because the pipeline was shutting down.
+    pub dropped_closed: Counter,
+    /// Items handed to the sinks (each item counted once, whatever the number of sinks).
+    pub processed: Counter,
+    /// Writes or flushes a sink failed.
+    pub sink_errors: Counter,
+    /// Times the pipeline's task panicked and was restarted.
+    pub panics: Counter,
+    /// Times the pipeline applied a new tag set or sink list.
+    pub reconfigured: Counter,
+}
+
+/// Counters of [`crate::config_watch`].
+#[derive(Debug, Default, Serialize)]
+pub struct ReloadStats {
+    /// New configs applied.
+    pub ok: Counter,
+    /// New config contents refused (the last good config stayed).
+    pub failed: Counter,
+}
+
+/// Counters of [`crate::supervisor`].
+#[derive(Debug, Default, Serialize)]
+pub struct SupervisorStats {
+    /// Signals forwarded to the app's process group.
+    pub signals_forwarded: Counter,
+    /// Orphaned processes (not the app) reaped.
+    pub reaped: Counter,
+}
+
+/// Counters of [`crate::sampler`].
+#[derive(Debug, Default, Serialize)]
+pub struct SamplerStats {
+    /// Samples taken.
+    pub samples: Counter,
+    /// Samples that could not read the cgroup or `/proc`.
+    pub errors: Counter,
+    /// Samples where the dyno used more memory than its quota (Heroku's R14).
+    pub over_quota: Counter,
+}
+
+/// Counters of the sidecar's own tasks.
+#[derive(Debug, Default, Serialize)]
+pub struct TaskStats {
+    /// Background tasks (sampler, admin, watcher) that panicked and were restarted.
+    pub panics: Counter,
+}
+
+/// Counts of the things a sink carries, by kind.
+#[derive(Debug, Default, Serialize)]
+pub struct ItemCounts {
+    /// Metric points (one per series and timestamp).
+    pub points: Counter,
+    /// Spans.
+    pub spans: Counter,
+    /// Events and service checks.
+    pub events: Counter,
+}
+
+/// Failed send attempts of a network sink, by kind.
+#[derive(Debug, Default, Serialize)]
+pub struct SendErrors {
+    /// No answer within the request timeout (retried).
+    pub timeout: Counter,
+    /// Could not connect, or the connection broke (retried).
+    pub connection: Counter,
+    /// 408 Request Timeout (retried).
+    pub status_408: Counter,
+    /// 429 Too Many Requests (retried, after `Retry-After` when given).
+    pub status_429: Counter,
+    /// 5xx (retried).
+    pub status_5xx: Counter,
+    /// Any other 4xx: the batch is dropped and counted in `rejected`.
+    pub status_4xx: Counter,
+}
+
+/// What one sink did: counters, the buffer's fill, the last success and error.
+///
+/// Network sinks share the machinery of `sinks::delivery`, which keeps these;
+/// `/status` lists every live sink under `sinks`.
+#[derive(Debug, Default, Serialize)]
+pub struct SinkStats {
+    /// The sink as `/status` names it, e.g. `datadog datadoghq.com`.
+    pub name: String,
+    /// Items the backend accepted.
+    pub sent: ItemCounts,
+    /// Request bodies sent and accepted, as on the wire (compressed).
+    pub bytes: Counter,
+    /// Requests the backend accepted.
+    pub batches: Counter,
+    /// Attempts repeated after a retryable failure.
+    pub retries: Counter,
+    /// Failed attempts, by kind.
+    pub errors: SendErrors,
+    /// Items dropped, oldest first, because the buffer was full.
+    pub dropped: ItemCounts,
+    /// Items in batches the backend refused with a non-retryable 4xx.
+    pub rejected: ItemCounts,
+    /// Items still undelivered when a flush (at shutdown) ran out of time.
+    pub unflushed: ItemCounts,
+    /// Memory the buffer holds now: queued and in-flight entries before compression, with their overhead.
+    pub buffer_bytes: Gauge,
+    /// The buffer's limit in bytes.
+    pub buffer_capacity: Gauge,
+    /// Unix seconds of the last accepted request; 0 before the first.
+    pub last_success: AtomicI64,
+    /// The last failure, without secrets (no header values are ever quoted).
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl SinkStats {
+    /// Records the last failure.
+    pub fn set_last_error(&self, error: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+}
+
+/// The live sinks' stats, process-wide: sinks are built by a factory that only
+/// sees the pipeline's config, so they register here themselves. Entries are
+/// weak: a sink that is gone (and has delivered what it held) leaves the list.
+#[derive(Debug, Default)]
+pub struct SinkRegistry(Mutex<Vec<Weak<SinkStats>>>);
+
+impl SinkRegistry {
+    /// The stats of the live sink called `name`, or new ones: a sink rebuilt by
+    /// a reconfiguration keeps counting where its predecessor was.
+    pub fn register(&self, name: &str) -> Arc<SinkStats> {
+        let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|w| w.strong_count() > 0);
+        if let Some(found) = list
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|s| s.name == name)
+        {
+            return found;
+        }
+        let stats = Arc::new(SinkStats {
+            name: name.to_owned(),
+            ..SinkStats::default()
+        });
+        list.push(Arc::downgrade(&stats));
+        stats
+    }
+
+    /// The live sinks' stats, in the order they were first built.
+    pub fn live(&self) -> Vec<Arc<SinkStats>> {
+        let list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        list.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// The stats of the live sink called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<SinkStats>> {
+        self.live().into_iter().find(|s| s.name == name)
+    }
+}
+
+/// The process-wide [`SinkRegistry`].
+pub fn sinks() -> &'static SinkRegistry {
+    static SINKS: OnceLock<SinkRegistry> = OnceLock::new();
+    SINKS.get_or_init(SinkRegistry::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_serialise_as_numbers() {
+        let stats = Stats::default();
+        stats.pipeline.accepted.add(3);
+        stats.reloads.failed.inc();
+        let json = serde_json::to_value(&stats).unwrap_or_default();
+        assert_eq!(json["pipeline"]["accepted"], 3);
+        assert_eq!(json["reloads"]["failed"], 1);
+        assert_eq!(json["reloads"]["ok"], 0);
+    }
+
+    #[test]
+    fn a_rebuilt_sink_keeps_its_counters_and_a_dropped_one_leaves() {
+        let registry = SinkRegistry::default();
+        let first = registry.register("datadog a");
+        first.sent.points.add(2);
+        let again = registry.register("datadog a");
+        assert_eq!(again.sent.points.get(), 2);
+        drop((first, again));
+        assert!(registry.get("datadog a").is_none());
+        assert_eq!(registry.register("datadog a").sent.points.get(), 0);
+    }
+}

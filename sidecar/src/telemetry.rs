@@ -1,0 +1,91 @@
+//! The data that flows from receivers, the sampler and checks to the sinks.
+//!
+//! Every producer builds these types; every sink consumes them. Tags are
+//! complete when they reach a sink: the pipeline adds the dyno's tags.
+
+mod span;
+
+pub use span::{Span, Str, TraceChunk};
+
+/// How a point is to be read, as Datadog's series API numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    /// A count over `interval` seconds (type 1).
+    Count,
+    /// A per-second rate over `interval` seconds (type 2).
+    Rate,
+    /// A value at a time (type 3).
+    Gauge,
+}
+
+/// One aggregated metric point, ready for a sink.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    /// Metric name, e.g. `dyno.memory.rss`.
+    pub name: String,
+    /// Count, rate or gauge.
+    #[serde(rename = "type")]
+    pub metric_type: MetricType,
+    /// The value.
+    pub value: f64,
+    /// Unix seconds of the start of the bucket (or of the sample, for gauges).
+    pub timestamp: i64,
+    /// Length of the bucket in seconds; 0 for gauges.
+    pub interval: u32,
+    /// `key:value` tags, sorted and de-duplicated.
+    pub tags: Vec<String>,
+}
+
+/// A DogStatsD event (`_e{…}`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// Title.
+    pub title: String,
+    /// Text, with `\\n` already turned into newlines.
+    pub text: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// `h:` field, else the dyno's hostname.
+    pub hostname: Option<String>,
+    /// `k:` field.
+    pub aggregation_key: Option<String>,
+    /// `normal` or `low`.
+    pub priority: Option<String>,
+    /// `s:` field.
+    pub source_type: Option<String>,
+    /// `error`, `warning`, `info` or `success`.
+    pub alert_type: Option<String>,
+    /// Tags, sorted and de-duplicated.
+    pub tags: Vec<String>,
+}
+
+/// A service check (`_sc|…`, or an integration's can-connect).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceCheck {
+    /// e.g. `postgres.can_connect`.
+    pub name: String,
+    /// 0 ok, 1 warning, 2 critical, 3 unknown.
+    pub status: u8,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// `h:` field, else the dyno's hostname.
+    pub hostname: Option<String>,
+    /// `m:` field.
+    pub message: Option<String>,
+    /// Tags, sorted and de-duplicated.
+    pub tags: Vec<String>,
+}
+
+/// What producers hand to the pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Telemetry {
+    /// Aggregated or sampled points.
+    Points(Vec<Point>),
+    /// Trace chunks as received.
+    Traces(Vec<TraceChunk>),
+    /// An event.
+    Event(Event),
+    /// A service check.
+    ServiceCheck(ServiceCheck),
+}

@@ -1,0 +1,52 @@
+//! Spans as the trace receiver decodes them and the sinks forward them.
+//!
+//! Strings are [`Str`] (`Arc<str>`): the decoder interns each distinct
+//! string of a payload once (v0.5 payloads arrive interned already), so the
+//! service, operation name, type and meta keys repeated on every span cost
+//! a reference count, not an allocation, and cloning a span for several
+//! sinks is cheap. They serialise as plain strings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A shared, immutable string: what every text field of a span holds.
+pub type Str = Arc<str>;
+
+/// One span, with the fields of the Datadog trace API.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Span {
+    /// Service name.
+    pub service: Str,
+    /// Operation name.
+    pub name: Str,
+    /// Resource, e.g. `GET /cart`.
+    pub resource: Str,
+    /// Low 64 bits of the trace id (high bits in `meta["_dd.p.tid"]`).
+    pub trace_id: u64,
+    /// Span id.
+    pub span_id: u64,
+    /// Parent span id; 0 for a root.
+    pub parent_id: u64,
+    /// Start, unix nanoseconds.
+    pub start: i64,
+    /// Duration in nanoseconds.
+    pub duration: i64,
+    /// Non-zero when the span failed.
+    pub error: i32,
+    /// String tags.
+    pub meta: BTreeMap<Str, Str>,
+    /// Numeric tags.
+    pub metrics: BTreeMap<Str, f64>,
+    /// Span type, e.g. `web`, `sql`.
+    #[serde(rename = "type")]
+    pub span_type: Str,
+}
+
+/// The spans of one trace received together, as the trace API's inner arrays.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceChunk {
+    /// Sampling priority of the root span (`_sampling_priority_v1`), if any.
+    pub priority: Option<i32>,
+    /// The spans.
+    pub spans: Vec<Span>,
+}

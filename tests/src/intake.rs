@@ -1,0 +1,304 @@
+//! A recording HTTP endpoint standing in for Datadog's intake and OTLP
+//! collectors: binds 127.0.0.1:0 on its own thread, records every request
+//! (gzip bodies decompressed), and answers with a status and delay the test
+//! sets. Also [`get`], a plain HTTP GET for test assertions, and
+//! [`Prometheus`], a real Prometheus server for the Prometheus sink tests.
+
+// A harness for tests: a server that cannot start fails the test, loudly.
+#![allow(clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use tempfile::TempDir;
+
+use crate::servers::free_port;
+use crate::wait_for;
+
+/// One request as received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// `POST`, …
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Header names lower-case, values as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, gunzipped when `Content-Encoding: gzip`.
+    pub body: Vec<u8>,
+    /// The status the intake answered.
+    pub answered: u16,
+}
+
+impl Recorded {
+    /// The value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    status: u16,
+    delay: Duration,
+}
+
+/// The recording endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct Intake {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Intake {
+    /// Starts an endpoint answering 200 at once.
+    pub fn start() -> Intake {
+        let inner = Arc::new(Mutex::new(Inner {
+            status: 200,
+            ..Inner::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding loopback");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = inner.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                let app = axum::Router::new().fallback(record).with_state(state);
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        Intake {
+            url,
+            inner,
+            stop: Some(stop),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answer every following request with `status`.
+    pub fn set_status(&self, status: u16) {
+        self.lock().status = status;
+    }
+
+    /// Wait `delay` before answering every following request.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// The requests to `path` answered with 2xx.
+    pub fn accepted(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path && (200..300).contains(&r.answered))
+            .collect()
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn record(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let (status, delay) = {
+        let inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (inner.status, inner.delay)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let gzip = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let body = if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .map(|_| out)
+            .unwrap_or_else(|e| format!("<bad gzip: {e}>").into_bytes())
+    } else {
+        body.to_vec()
+    };
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        answered: status,
+    };
+    inner
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .requests
+        .push(recorded);
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// `GET http://127.0.0.1:<port><path>`: the status and body, or `None` if nothing answers.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// What to run when Prometheus is missing.
+pub const INSTALL_PROMETHEUS: &str = "apt-get install prometheus";
+
+/// A real Prometheus server on a free loopback port, with remote write
+/// enabled and its own storage; killed when dropped.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// The port of its HTTP API.
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus; `scrape` (e.g. `127.0.0.1:9464`) is scraped every second when given.
+    pub fn start(scrape: Option<&str>) -> Prometheus {
+        let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("`prometheus` is not installed: {INSTALL_PROMETHEUS}"));
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut config = String::from("global: {scrape_interval: 1s, evaluation_interval: 1s}\n");
+        if let Some(target) = scrape {
+            config.push_str(&format!(
+                "scrape_configs:\n  - job_name: sidecar\n    static_configs: [{{targets: ['{target}']}}]\n"
+            ));
+        }
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("writing the config");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("a log file");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus");
+        let server = Prometheus {
+            port,
+            child,
+            _dir: dir,
+        };
+        wait_for(Duration::from_secs(30), "prometheus to be ready", || {
+            get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
+        });
+        server
+    }
+
+    /// The first value of an instant PromQL query, if any series matched.
+    pub fn query(&self, promql: &str) -> Option<f64> {
+        let mut encoded = String::new();
+        for b in promql.bytes() {
+            if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let (_, body) = get(self.port, &format!("/api/v1/query?query={encoded}"))?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
