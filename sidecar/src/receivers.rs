@@ -2,7 +2,82 @@
 //!
 //! Each receiver is split as Vector splits its sources: pure decoding
 //! (`dogstatsd::parser`, `trace::decode`) with table tests beside it, and
-//! the socket wiring at the edge.
+//! the socket wiring at the edge (`dogstatsd::server`, `trace::server`).
+//! [`Receivers::start`] binds both before the app starts, so a tracer's
+//! first payload finds a listener; [`Receivers::shutdown`] flushes what they
+//! hold into the pipeline once the app is gone.
 
 pub mod dogstatsd;
 pub mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynoscope_crds::DynoConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::pipeline::PipelineHandle;
+use crate::stats::Stats;
+use crate::status::StatusBoard;
+
+/// The running receivers.
+#[derive(Debug)]
+pub struct Receivers {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Receivers {
+    /// Binds the receivers of the config `config` holds now and serves them,
+    /// following its changes (a port change rebinds).
+    pub async fn start(
+        config: &watch::Receiver<Option<Arc<DynoConfig>>>,
+        pipe: &PipelineHandle,
+        stats: &Arc<Stats>,
+        status: &Arc<StatusBoard>,
+    ) -> Self {
+        let (shutdown, stopping) = watch::channel(false);
+        let current = config.borrow().clone();
+        let dogstatsd = dogstatsd::server::Receiver::bind(
+            current.as_deref(),
+            pipe.clone(),
+            stats.clone(),
+            status.clone(),
+        );
+        let traces = trace::server::Receiver::bind(
+            config.clone(),
+            pipe.clone(),
+            stats.clone(),
+            status.clone(),
+        )
+        .await;
+        let mut follow = config.clone();
+        follow.mark_unchanged();
+        let tasks = vec![
+            tokio::spawn(dogstatsd.run(follow.clone(), stopping.clone())),
+            tokio::spawn(traces.run(follow, stopping)),
+        ];
+        Receivers { shutdown, tasks }
+    }
+
+    /// Stops receiving, reads what is queued, flushes every aggregate into
+    /// the pipeline; gives up after `timeout`.
+    pub async fn shutdown(self, timeout: Duration) {
+        self.shutdown.send_replace(true);
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!("the receivers did not flush within {timeout:?}");
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        if let Err(err) = task.await {
+            if err.is_panic() {
+                tracing::error!("a receiver panicked while stopping");
+            }
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! `dynoscope-sidecar run`: wires the components together for the life of the app.
 //!
-//! Order matters: signal handlers and the config come first, then the pipeline (and,
-//! later, the receivers, bound before the app starts so its first traces are not lost),
-//! then the app; background tasks run contained, so a panic in one is reported and the
+//! Order matters: signal handlers and the config come first, then the pipeline, the
+//! receivers (bound before the app starts so its first traces are not lost) and the
+//! integration checks, then the app; background tasks run contained, so a panic in one is reported and the
 //! task restarted while the app keeps running. When the app is gone the pipeline is
 //! flushed and the app's status returned.
 
@@ -11,15 +11,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dynoscope_crds::dyno::IntegrationConfig;
 use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::admin::{self, AdminState};
+use crate::checks;
 use crate::cli::RunArgs;
 use crate::config;
 use crate::config_watch::{self, Reloader};
 use crate::pipeline::{self, PipelineConfig};
+use crate::receivers::Receivers;
 use crate::sampler::{self, Sampler};
 use crate::stats::Stats;
 use crate::status::{AppState, StatusBoard};
@@ -57,7 +60,19 @@ pub async fn run(args: RunArgs) -> i32 {
     let initial = bus.borrow().clone();
 
     let pipeline = pipeline::spawn(pipeline_config(initial.as_deref()), stats.clone());
-    // Receivers bind here, before the app starts.
+    // Bound before the app starts: its first traces and metrics find a listener.
+    let receivers = Receivers::start(&bus.subscribe(), &pipeline.handle(), &stats, &status).await;
+    let checks = Arc::new(checks::spawn(
+        &integrations(initial.as_deref()),
+        |name| std::env::var(name).ok(),
+        {
+            let pipe = pipeline.handle();
+            move |item| {
+                pipe.send(item);
+            }
+        },
+    ));
+    status.attach_checks(checks.clone());
 
     let env = config::app_env(initial.as_deref(), |name| std::env::var(name).ok());
     let app = match supervisor::spawn(&args.command, &env) {
@@ -66,6 +81,8 @@ pub async fn run(args: RunArgs) -> i32 {
             tracing::error!("{err}");
             let code = err.exit_code();
             status.set_exit(code);
+            checks.shutdown();
+            receivers.shutdown(FLUSH_TIMEOUT).await;
             pipeline.shutdown(FLUSH_TIMEOUT).await;
             return code;
         }
@@ -100,6 +117,7 @@ pub async fn run(args: RunArgs) -> i32 {
         while changes.changed().await.is_ok() {
             let config = changes.borrow_and_update().clone();
             pipeline.reconfigure(pipeline_config(config.as_deref()));
+            checks.reconfigure(&integrations(config.as_deref()));
         }
         std::future::pending::<()>().await;
     };
@@ -113,6 +131,9 @@ pub async fn run(args: RunArgs) -> i32 {
     for task in tasks {
         task.abort();
     }
+    checks.shutdown();
+    // Receivers first: their last buckets go into the pipeline, which then flushes.
+    receivers.shutdown(FLUSH_TIMEOUT).await;
     if !pipeline.shutdown(FLUSH_TIMEOUT).await {
         tracing::warn!("the pipeline did not flush within {FLUSH_TIMEOUT:?}");
     }
@@ -123,6 +144,14 @@ fn pipeline_config(config: Option<&DynoConfig>) -> PipelineConfig {
     config.map_or_else(PipelineConfig::off, |c| {
         PipelineConfig::from_dyno(c, |name| std::env::var(name).ok())
     })
+}
+
+/// The checks this dyno runs: none when observability is off.
+fn integrations(config: Option<&DynoConfig>) -> Vec<IntegrationConfig> {
+    config
+        .filter(|c| c.enabled)
+        .map(|c| c.integrations.clone())
+        .unwrap_or_default()
 }
 
 /// Runs `make()`'s task; when it panics, reports it and starts a fresh one a second later.

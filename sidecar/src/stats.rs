@@ -5,6 +5,7 @@
 //! section, so a new counter shows up there by being added here. Components
 //! receive an `Arc<Stats>` and increment their own group, never a loose atomic.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
@@ -72,6 +73,10 @@ pub struct Stats {
     pub sampler: SamplerStats,
     /// Background tasks of the sidecar.
     pub tasks: TaskStats,
+    /// DogStatsD: datagrams, lines, errors, aggregation.
+    pub dogstatsd: DogStatsdStats,
+    /// The trace receiver: requests, spans, errors, APM stats.
+    pub traces: TraceStats,
 }
 
 /// Counters of [`crate::pipeline`].
@@ -127,6 +132,95 @@ pub struct SamplerStats {
 pub struct TaskStats {
     /// Background tasks (sampler, admin, watcher) that panicked and were restarted.
     pub panics: Counter,
+}
+
+/// Counts by a stable kind name (`bad_value`, `truncated`…), for errors that
+/// are rare enough that a lock per increment costs nothing.
+#[derive(Debug, Default)]
+pub struct KindCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl KindCounts {
+    /// Adds one to `kind`; returns whether it is the first of its kind (to log it once).
+    pub fn inc(&self, kind: &'static str) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = map.entry(kind).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// The count of `kind`.
+    pub fn get(&self, kind: &str) -> u64 {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(kind).copied().unwrap_or(0)
+    }
+}
+
+impl Serialize for KindCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        serializer.collect_map(map.iter())
+    }
+}
+
+/// Counters of the DogStatsD receiver (`crate::receivers::dogstatsd::server`).
+#[derive(Debug, Default, Serialize)]
+pub struct DogStatsdStats {
+    /// Datagrams read (UDP and unix socket).
+    pub datagrams: Counter,
+    /// Bytes of those datagrams.
+    pub bytes: Counter,
+    /// Metric lines accepted.
+    pub metrics: Counter,
+    /// Events accepted.
+    pub events: Counter,
+    /// Service checks accepted.
+    pub service_checks: Counter,
+    /// Lines rejected, by kind of error (`bad_value`, `bad_type`…).
+    pub parse_errors: KindCounts,
+    /// Metric lines dropped because the aggregator held its maximum of contexts.
+    pub context_overflow: Gauge,
+    /// `|T` points dropped because too many were pending.
+    pub timestamped_overflow: Gauge,
+    /// Metric lines renamed by a mapping.
+    pub mapped: Gauge,
+    /// Points the aggregator flushed to the pipeline.
+    pub points_flushed: Counter,
+    /// Contexts (name + tags + type) in the open buckets now.
+    pub contexts: Gauge,
+    /// The UDP socket's receive buffer as the kernel granted it, in bytes.
+    pub receive_buffer_bytes: Gauge,
+    /// Datagrams the kernel dropped because a UDP receive buffer was full
+    /// (`RcvbufErrors` of `/proc/net/snmp` since the sidecar started; the
+    /// count covers the dyno's network namespace, so in a container it is the dyno's).
+    pub kernel_drops: Gauge,
+    /// Panics while handling a datagram or a flush, contained.
+    pub panics: Counter,
+}
+
+/// Counters of the trace receiver (`crate::receivers::trace::server`).
+#[derive(Debug, Default, Serialize)]
+pub struct TraceStats {
+    /// Trace payloads received (any version).
+    pub requests: Counter,
+    /// Bytes of those payloads.
+    pub bytes: Counter,
+    /// Trace chunks decoded.
+    pub chunks: Counter,
+    /// Spans decoded.
+    pub spans: Counter,
+    /// Chunks with sampling priority ≤ 0: counted in APM stats, not forwarded.
+    pub rejected_chunks: Counter,
+    /// Payloads refused, by reason (`too_large`, `unsupported_media_type`,
+    /// `queue_full`, or the decode error: `truncated`, `not_traces`…).
+    pub refused: KindCounts,
+    /// Tracer telemetry requests answered (`/telemetry/proxy/…`).
+    pub telemetry_requests: Counter,
+    /// Spans counted in APM stats.
+    pub stats_spans: Gauge,
+    /// Spans left out of APM stats because the group limit was reached.
+    pub stats_overflow: Gauge,
+    /// APM stats points flushed to the pipeline.
+    pub stats_points: Counter,
 }
 
 /// Counts of the things a sink carries, by kind.

@@ -4,13 +4,14 @@
 //! kept here but in [`crate::stats`] and joined in at [`StatusBoard::snapshot`].
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use dynoscope_crds::DynoConfig;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::checks::ChecksHandle;
 use crate::sampler::{unix_now, Sample};
 use crate::stats::Stats;
 use crate::telemetry::Point;
@@ -35,6 +36,8 @@ pub struct StatusBoard {
     /// When the sidecar started, for the uptime.
     started: Instant,
     inner: Mutex<Board>,
+    /// The integration checks, asked at each snapshot.
+    checks: Mutex<Option<Arc<ChecksHandle>>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -43,6 +46,8 @@ struct Board {
     last_reload: Option<ReloadSection>,
     app: AppSection,
     sampler: Option<Value>,
+    /// Where each receiver listens, by receiver.
+    receivers: BTreeMap<&'static str, Value>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -105,6 +110,7 @@ impl StatusBoard {
         StatusBoard {
             started: Instant::now(),
             inner: Mutex::new(board),
+            checks: Mutex::new(None),
         }
     }
 
@@ -173,8 +179,25 @@ impl StatusBoard {
         self.lock().sampler = Some(section);
     }
 
+    /// Where receiver `name` listens now.
+    pub fn set_receiver(&self, name: &'static str, section: Value) {
+        self.lock().receivers.insert(name, section);
+    }
+
+    /// The running checks, whose status `/status` shows.
+    pub fn attach_checks(&self, checks: Arc<ChecksHandle>) {
+        *self.checks.lock().unwrap_or_else(PoisonError::into_inner) = Some(checks);
+    }
+
     /// Everything, as `/status` serves it.
     pub fn snapshot(&self, stats: &Stats) -> Value {
+        let checks = self
+            .checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|c| c.status())
+            .unwrap_or_default();
         let board = self.lock();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -184,6 +207,8 @@ impl StatusBoard {
             "last_reload": board.last_reload,
             "app": board.app,
             "sampler": board.sampler,
+            "receivers": board.receivers,
+            "checks": checks,
             "counters": stats,
             "sinks": crate::stats::sinks().live(),
         })

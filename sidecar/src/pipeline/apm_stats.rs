@@ -150,6 +150,11 @@ impl ApmStats {
         }
     }
 
+    /// How it groups and bounds.
+    pub fn config(&self) -> &ApmStatsConfig {
+        &self.config
+    }
+
     /// The counters; `groups` is the number held now.
     pub fn counters(&self) -> ApmStatsCounters {
         ApmStatsCounters {

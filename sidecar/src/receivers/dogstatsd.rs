@@ -5,3 +5,4 @@
 
 pub mod mapper;
 pub mod parser;
+pub mod server;

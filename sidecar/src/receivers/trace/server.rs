@@ -1,0 +1,589 @@
+//! The trace API on `127.0.0.1:<apm port>` (and optionally a unix socket):
+//! what the Datadog tracers talk to, answered as the trace-agent answers.
+//!
+//! | path | method | answer |
+//! | --- | --- | --- |
+//! | `/info` | GET | the endpoints served and the receiver's config |
+//! | `/v0.3/traces`, `/v0.4/traces` | PUT, POST | msgpack or JSON → `{"rate_by_service":…}` |
+//! | `/v0.5/traces` | PUT, POST | msgpack string-table form → same |
+//! | `/telemetry/proxy/…` | POST | 202, body dropped |
+//!
+//! Every decoded chunk is counted in APM stats first; chunks whose sampling
+//! priority is ≤ 0 are then dropped unless `apm.keepRejected`, and the rest
+//! go to the pipeline. Errors: 400 undecodable (the decode error in the
+//! body), 413 over [`MAX_REQUEST_BYTES`], 415 a media type that is not
+//! msgpack or JSON, 429 when the pipeline's queue is full and the client
+//! asked for real statuses (`Datadog-Send-Real-Http-Status`); otherwise the
+//! tracer gets 200 and the drop is counted, as the trace-agent does. Each
+//! refusal is counted by reason and the first of each reason logged.
+//!
+//! APM stats are flushed to the pipeline every second (closed buckets) and
+//! all at once at shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use dynoscope_crds::DynoConfig;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::decode;
+use crate::pipeline::apm_stats::{ApmStats, ApmStatsConfig};
+use crate::pipeline::PipelineHandle;
+use crate::sampler::unix_now;
+use crate::stats::Stats;
+use crate::status::StatusBoard;
+use crate::telemetry::{Telemetry, TraceChunk};
+
+/// The largest payload accepted (ddtrace flushes at 8 MiB at most).
+pub const MAX_REQUEST_BYTES: usize = 10 << 20;
+/// How often closed APM stats buckets are flushed.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long in-flight requests get when a listener is closed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The answer to every accepted payload: sample everything the tracer keeps.
+const RATE_BY_SERVICE: &str = r#"{"rate_by_service":{"service:,env:":1}}"#;
+
+/// Where the receiver listens; derived from the config with [`Endpoint::of`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// TCP port on 127.0.0.1; `None` when APM is off.
+    pub port: Option<u16>,
+    /// Unix socket path.
+    pub socket: Option<PathBuf>,
+}
+
+impl Endpoint {
+    /// The config's endpoint; nothing when observability or APM is off.
+    pub fn of(config: Option<&DynoConfig>) -> Self {
+        match config {
+            Some(c) if c.enabled && c.apm.enabled => Endpoint {
+                port: Some(c.apm.port),
+                socket: c.apm.socket.as_ref().map(PathBuf::from),
+            },
+            _ => Endpoint::default(),
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+struct Shared {
+    pipe: PipelineHandle,
+    stats: Arc<Stats>,
+    apm: Mutex<ApmStats>,
+    config: watch::Receiver<Option<Arc<DynoConfig>>>,
+}
+
+impl Shared {
+    fn apm(&self) -> MutexGuard<'_, ApmStats> {
+        self.apm.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends closed (or, when `all`, every) APM stats bucket to the pipeline.
+    fn flush_stats(&self, all: bool) {
+        let (points, counters) = {
+            let mut apm = self.apm();
+            let points = if all {
+                apm.flush_all()
+            } else {
+                apm.flush(unix_now())
+            };
+            (points, apm.counters())
+        };
+        let stats = &self.stats.traces;
+        stats.stats_spans.set(counters.spans_counted);
+        stats.stats_overflow.set(counters.group_overflow);
+        stats.stats_points.add(points.len() as u64);
+        if !points.is_empty() {
+            self.pipe.send(Telemetry::Points(points));
+        }
+    }
+}
+
+/// A listener being served; dropping the sender closes it.
+#[derive(Debug)]
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    async fn close(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The bound listeners, ready to [`run`](Receiver::run).
+#[derive(Debug)]
+pub struct Receiver {
+    endpoint: Endpoint,
+    tcp: Option<Serving>,
+    uds: Option<Serving>,
+    tcp_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    status: Arc<StatusBoard>,
+}
+
+impl Receiver {
+    /// Binds the config's listeners and starts serving them. A listener that
+    /// cannot be bound is reported (the app runs anyway) and retried at the
+    /// next config change.
+    pub async fn bind(
+        config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        pipe: PipelineHandle,
+        stats: Arc<Stats>,
+        status: Arc<StatusBoard>,
+    ) -> Self {
+        let current = config.borrow().clone();
+        let shared = Arc::new(Shared {
+            pipe,
+            stats,
+            apm: Mutex::new(ApmStats::new(apm_config(current.as_deref()))),
+            config,
+        });
+        let mut receiver = Receiver {
+            endpoint: Endpoint::default(),
+            tcp: None,
+            uds: None,
+            tcp_addr: None,
+            shared,
+            status,
+        };
+        receiver.rebind(Endpoint::of(current.as_deref())).await;
+        receiver
+    }
+
+    /// The TCP address served now.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    async fn rebind(&mut self, endpoint: Endpoint) {
+        if endpoint.port != self.endpoint.port {
+            if let Some(old) = self.tcp.take() {
+                old.close().await;
+            }
+            self.tcp_addr = None;
+            if let Some(port) = endpoint.port {
+                match bind_tcp(port) {
+                    Ok(listener) => {
+                        self.tcp_addr = listener.local_addr().ok();
+                        tracing::info!("traces on http://127.0.0.1:{port}");
+                        self.tcp = Some(serve(listener, self.shared.clone()));
+                    }
+                    Err(err) => tracing::error!(
+                        "cannot receive traces on 127.0.0.1:{port}: {err}; set apm.port to a free port"
+                    ),
+                }
+            }
+        }
+        if endpoint.socket != self.endpoint.socket {
+            if let Some(old) = self.uds.take() {
+                old.close().await;
+            }
+            if let Some(path) = &endpoint.socket {
+                match bind_uds(path) {
+                    Ok(listener) => {
+                        tracing::info!("traces on unix socket {}", path.display());
+                        self.uds = Some(serve(listener, self.shared.clone()));
+                    }
+                    Err(err) => tracing::error!(
+                        "cannot receive traces on unix socket {}: {err}; \
+                         check that its directory exists and is writable",
+                        path.display()
+                    ),
+                }
+            }
+        }
+        self.endpoint = endpoint;
+        self.status.set_receiver(
+            "apm",
+            serde_json::json!({
+                "tcp": self.tcp_addr.map(|a| a.to_string()),
+                "socket": self.uds.as_ref().and(self.endpoint.socket.as_ref()),
+                "max_request_bytes": MAX_REQUEST_BYTES,
+            }),
+        );
+    }
+
+    /// Serves until `shutdown` turns true, following config changes; then
+    /// closes the listeners and flushes every APM stats bucket.
+    pub async fn run(
+        mut self,
+        mut config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut following = true;
+        loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break,
+                _ = tick.tick() => self.shared.flush_stats(false),
+                changed = config.changed(), if following => {
+                    if changed.is_err() {
+                        // The config's owner is gone: the sidecar is stopping.
+                        following = false;
+                        continue;
+                    }
+                    let next = config.borrow_and_update().clone();
+                    self.reconfigure(next.as_deref()).await;
+                }
+            }
+        }
+        for serving in [self.tcp.take(), self.uds.take()].into_iter().flatten() {
+            serving.close().await;
+        }
+        self.shared.flush_stats(true);
+        if let Some(path) = &self.endpoint.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    async fn reconfigure(&mut self, config: Option<&DynoConfig>) {
+        let next = apm_config(config);
+        {
+            let mut apm = self.shared.apm();
+            if apm.config() != &next {
+                // A new env applies to new buckets; the open ones are sent as they are.
+                let points = apm.flush_all();
+                *apm = ApmStats::new(next);
+                if !points.is_empty() {
+                    self.shared.pipe.send(Telemetry::Points(points));
+                }
+            }
+        }
+        let endpoint = Endpoint::of(config);
+        if endpoint != self.endpoint {
+            if self.endpoint.port.is_some() && endpoint.port.is_some() {
+                tracing::warn!(
+                    "the trace receiver moves to port {:?}; the app keeps sending to the \
+                     DD_TRACE_AGENT_PORT it started with until the dyno restarts",
+                    endpoint.port
+                );
+            }
+            self.rebind(endpoint).await;
+        }
+    }
+}
+
+fn apm_config(config: Option<&DynoConfig>) -> ApmStatsConfig {
+    ApmStatsConfig {
+        default_env: config.and_then(|c| c.env.clone()),
+        ..ApmStatsConfig::default()
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn bind_tcp(port: u16) -> io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+fn bind_uds(path: &Path) -> io::Result<tokio::net::UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    tokio::net::UnixListener::bind(path)
+}
+
+fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(shared);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(err) = served {
+            tracing::error!("the trace receiver stopped: {err}");
+        }
+    });
+    Serving { stop, task }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/info", get(info))
+        .route("/v0.3/traces", put(traces_v04).post(traces_v04))
+        .route("/v0.4/traces", put(traces_v04).post(traces_v04))
+        .route("/v0.5/traces", put(traces_v05).post(traces_v05))
+        .route("/telemetry/proxy/{*path}", post(telemetry))
+        // The handlers read the body themselves, to count and explain a 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+async fn info(State(shared): State<Arc<Shared>>) -> Response {
+    let config = shared.config.borrow().clone();
+    let config = config.as_deref();
+    let body = serde_json::json!({
+        "version": concat!("dynoscope-", env!("CARGO_PKG_VERSION")),
+        "endpoints": ["/v0.3/traces", "/v0.4/traces", "/v0.5/traces", "/telemetry/proxy/"],
+        "client_drop_p0s": false,
+        "feature_flags": [],
+        "config": {
+            "default_env": config.and_then(|c| c.env.as_deref()).unwrap_or("none"),
+            "receiver_port": config.map(|c| c.apm.port),
+            "statsd_port": config.map(|c| c.dogstatsd.port),
+            "max_request_bytes": MAX_REQUEST_BYTES,
+        },
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn telemetry(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.stats.traces.telemetry_requests.inc();
+    StatusCode::ACCEPTED
+}
+
+async fn traces_v04(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    receive(&shared, Version::V04, &headers, body).await
+}
+
+async fn traces_v05(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    receive(&shared, Version::V05, &headers, body).await
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    /// v0.3 and v0.4: an array of traces, msgpack or JSON.
+    V04,
+    /// v0.5: the string-table form, msgpack only.
+    V05,
+}
+
+async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: Body) -> Response {
+    let stats = &shared.stats.traces;
+    stats.requests.inc();
+    let too_large = || {
+        refuse(
+            shared,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("payload over {MAX_REQUEST_BYTES} bytes"),
+        )
+    };
+    if content_length(headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
+        return too_large();
+    }
+    let json = match (media_type(headers).as_str(), version) {
+        ("application/msgpack" | "application/x-msgpack", _) => false,
+        ("" | "application/json" | "text/json", Version::V04) => true,
+        (other, _) => {
+            return refuse(
+                shared,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("content type {other:?} is not application/msgpack or application/json"),
+            )
+        }
+    };
+    let body: Bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(body) => body,
+        Err(err) if is_length_limit(&err) => return too_large(),
+        Err(_) => {
+            return refuse(
+                shared,
+                StatusCode::BAD_REQUEST,
+                "incomplete_body",
+                "the request body ended early".to_owned(),
+            )
+        }
+    };
+    stats.bytes.add(body.len() as u64);
+    let decoded = match (version, json) {
+        (Version::V05, _) => decode::decode_v05(&body),
+        (Version::V04, true) => decode::decode_json(&body),
+        (Version::V04, false) => decode::decode_v04(&body),
+    };
+    let mut chunks = match decoded {
+        Ok(chunks) => chunks,
+        Err(err) => {
+            return refuse(
+                shared,
+                StatusCode::BAD_REQUEST,
+                err.as_str(),
+                format!("undecodable trace payload: {err}"),
+            )
+        }
+    };
+    stats.chunks.add(chunks.len() as u64);
+    stats
+        .spans
+        .add(chunks.iter().map(|c| c.spans.len() as u64).sum());
+    {
+        let now = unix_now();
+        let mut apm = shared.apm();
+        for chunk in &chunks {
+            apm.add_chunk(chunk, now);
+        }
+    }
+    let keep_rejected = shared
+        .config
+        .borrow()
+        .as_ref()
+        .is_some_and(|c| c.apm.keep_rejected);
+    if !keep_rejected {
+        let before = chunks.len();
+        chunks.retain(is_kept);
+        stats.rejected_chunks.add((before - chunks.len()) as u64);
+    }
+    if !chunks.is_empty() && !shared.pipe.send(Telemetry::Traces(chunks)) {
+        stats.refused.inc("queue_full");
+        if header_is_true(headers, "datadog-send-real-http-status") {
+            return (StatusCode::TOO_MANY_REQUESTS, "the sidecar's queue is full").into_response();
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        RATE_BY_SERVICE,
+    )
+        .into_response()
+}
+
+/// Whether a chunk is forwarded: no priority, or a positive one.
+fn is_kept(chunk: &TraceChunk) -> bool {
+    chunk.priority.is_none_or(|p| p > 0)
+}
+
+fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, message: String) -> Response {
+    if shared.stats.traces.refused.inc(reason) {
+        tracing::warn!(
+            "traces: refused a payload ({status}): {message}; further {reason} refusals \
+             are only counted (dynoscope-sidecar status)"
+        );
+    }
+    (status, message).into_response()
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The media type without parameters, lower case; empty when absent.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// A boolean header as the trace-agent reads one: absent, empty, `0`, `f`
+/// or `false` (any case) are false.
+fn header_is_true(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .is_some_and(|v| {
+            !(v.is_empty()
+                || v == "0"
+                || v.eq_ignore_ascii_case("f")
+                || v.eq_ignore_ascii_case("false"))
+        })
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap_or_else(|_| unreachable!()));
+        }
+        map
+    }
+
+    #[test]
+    fn boolean_headers_read_as_the_trace_agent_reads_them() {
+        let name = "datadog-send-real-http-status";
+        for falsy in ["", "0", "f", "F", "false", "FALSE"] {
+            assert!(
+                !header_is_true(&headers(&[(name, falsy)]), name),
+                "{falsy:?}"
+            );
+        }
+        for truthy in ["1", "true", "yes", "t"] {
+            assert!(
+                header_is_true(&headers(&[(name, truthy)]), name),
+                "{truthy:?}"
+            );
+        }
+        assert!(!header_is_true(&HeaderMap::new(), name));
+    }
+
+    #[test]
+    fn media_types_drop_parameters_and_case() {
+        let h = headers(&[("content-type", "Application/MsgPack; charset=binary")]);
+        assert_eq!(media_type(&h), "application/msgpack");
+        assert_eq!(media_type(&HeaderMap::new()), "");
+    }
+
+    #[test]
+    fn chunks_with_priority_zero_or_less_are_not_kept() {
+        let chunk = |priority| TraceChunk {
+            priority,
+            spans: Vec::new(),
+        };
+        assert!(is_kept(&chunk(None)));
+        assert!(is_kept(&chunk(Some(1))));
+        assert!(is_kept(&chunk(Some(2))));
+        assert!(!is_kept(&chunk(Some(0))));
+        assert!(!is_kept(&chunk(Some(-1))));
+    }
+}
