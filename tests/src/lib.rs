@@ -7,6 +7,7 @@
 //! `cargo build --bins` first); a missing binary fails the test with the
 //! command to run.
 
+pub mod harness;
 pub mod intake;
 pub mod servers;
 

@@ -1,47 +1,21 @@
 //! End-to-end tests of `dynoscope-sidecar run`: the real binary supervising real
 //! processes, real signals, real files being swapped under it.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dynoscope_crds::render::{render_dyno, RenderInput};
+use dynoscope_tests::harness::{read, render, status_of, Sidecar};
+use dynoscope_tests::servers::free_port;
 use dynoscope_tests::{bin, wait_for};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
-
-/// A DynoConfig for `web.1` rendered from a manifest whose `spec` is `spec`.
-fn render(spec: &str) -> String {
-    let manifest = format!(
-        "apiVersion: dynoscope.dev/v1alpha1\nkind: ObservabilityConfig\nmetadata: {{name: shop}}\nspec:\n{spec}"
-    );
-    let resources = dynoscope_crds::manifest::parse_documents(&manifest, "test.yaml")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let input = RenderInput {
-        config: &resources[0],
-        procfile: None,
-        formation: None,
-        heroku_app_name: None,
-    };
-    let (config, _) = render_dyno(&input, "web.1").unwrap_or_else(|e| panic!("{e}"));
-    config.to_yaml()
-}
 
 /// A spec with no receivers (other tests may hold their ports) and the given admin port.
 fn quiet_spec(admin_port: u16, extra: &str) -> String {
     format!(
         "  admin: {{port: {admin_port}}}\n  apm: {{enabled: false}}\n  dogstatsd: {{enabled: false}}\n{extra}"
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -57,10 +31,6 @@ fn write_atomically(path: &Path, text: &str) {
     let temp = path.with_extension("tmp");
     write(&temp, text);
     std::fs::rename(&temp, path).unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Whether a process exists and is not a zombie.
@@ -84,98 +54,6 @@ fn ppid(pid: i32) -> Option<i32> {
 
 fn pid_in(path: &Path) -> Option<i32> {
     read(path).trim().parse().ok()
-}
-
-/// GET /status of a sidecar's admin port.
-fn status_of(port: u16) -> Option<Value> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
-}
-
-/// A running sidecar whose output goes to files in its directory.
-struct Sidecar {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Sidecar {
-    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Sidecar {
-        let stdout = dir.join("sidecar.stdout");
-        let stderr = dir.join("sidecar.stderr");
-        let file = |path: &Path| std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(bin("dynoscope-sidecar"))
-            .args(args)
-            .env_remove("DYNO")
-            .envs(env.iter().copied())
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(file(&stdout))
-            .stderr(file(&stderr))
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        Sidecar {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid()), signal).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    /// The exit status (128+n for a signal), or a panic after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> i32 {
-        use std::os::unix::process::ExitStatusExt;
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
-                return status
-                    .code()
-                    .or(status.signal().map(|s| 128 + s))
-                    .unwrap_or(-1);
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "the sidecar did not exit within {timeout:?}; stderr:\n{}",
-                read(&self.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        read(&self.stderr)
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
-            let start = Instant::now();
-            while matches!(self.child.try_wait(), Ok(None))
-                && start.elapsed() < Duration::from_secs(3)
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn run_to_exit(dir: &Path, script: &str) -> i32 {

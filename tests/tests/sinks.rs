@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dynoscope_crds::render::{render_dyno, RenderInput};
 use dynoscope_sidecar::sinks::datadog::{DatadogOptions, DatadogSink};
 use dynoscope_sidecar::sinks::delivery::DeliveryConfig;
 use dynoscope_sidecar::sinks::otlp::OtlpSink;
@@ -20,6 +19,7 @@ use dynoscope_sidecar::stats::SinkStats;
 use dynoscope_sidecar::telemetry::{
     Event, MetricType, Point, ServiceCheck, Span, Telemetry, TraceChunk,
 };
+use dynoscope_tests::harness::{python, render};
 use dynoscope_tests::intake::{get, Intake, Prometheus};
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::{bin, wait_for};
@@ -466,12 +466,6 @@ fn datadog_outage_longer_than_the_buffer_drops_the_oldest_points_and_counts_them
     assert_eq!(dropped, 290 - kept as u64);
 }
 
-fn python() -> String {
-    std::env::var("DYNOSCOPE_PYTHON").unwrap_or_else(|_| {
-        panic!("DYNOSCOPE_PYTHON is not set: run scripts/test.sh (it creates the virtualenv with opentelemetry-proto)")
-    })
-}
-
 const DECODE_OTLP: &str = r#"
 import json, sys
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -680,21 +674,6 @@ fn prometheus_scrapes_the_sidecars_metrics_endpoint() {
         prometheus.query(r#"dyno_memory_rss{job="sidecar",dyno="web.1"}"#)
     });
     assert_eq!(value, 2048.0);
-}
-
-/// A DynoConfig for `web.1` rendered from a manifest whose `spec` is `spec`.
-fn render(spec: &str) -> String {
-    let manifest = format!(
-        "apiVersion: dynoscope.dev/v1alpha1\nkind: ObservabilityConfig\nmetadata: {{name: shop}}\nspec:\n{spec}"
-    );
-    let resources = dynoscope_crds::manifest::parse_documents(&manifest, "test.yaml").unwrap();
-    let input = RenderInput {
-        config: &resources[0],
-        procfile: None,
-        formation: None,
-        heroku_app_name: None,
-    };
-    render_dyno(&input, "web.1").unwrap().0.to_yaml()
 }
 
 /// What one run of the sidecar binary left behind.
