@@ -148,10 +148,11 @@ pub fn run(options: UpOptions) -> Result<(), UpError> {
     let watch_tx = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = event.is_ok_and(|e| {
-            e.paths.iter().any(|p| {
-                p.file_name()
-                    .is_some_and(|n| n == MANIFEST || n == "Procfile")
-            })
+            crate::watch::is_change(&e)
+                && e.paths.iter().any(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n == MANIFEST || n == "Procfile")
+                })
         });
         if relevant {
             let _ = watch_tx.send(Event::Changed);
@@ -180,6 +181,8 @@ pub fn run(options: UpOptions) -> Result<(), UpError> {
     let mut dynos: Vec<Dyno> = Vec::new();
     let mut spawns = 0u64;
     let mut stopping: Option<Instant> = None;
+    // Events taken off the channel while debouncing a change.
+    let mut deferred: std::collections::VecDeque<Event> = std::collections::VecDeque::new();
     let state_path = options.state_dir.join("up.json");
     sync_dynos(&mut dynos, &plan);
 
@@ -209,7 +212,11 @@ pub fn run(options: UpOptions) -> Result<(), UpError> {
             }
         }
 
-        match events.recv_timeout(Duration::from_millis(100)) {
+        let next = match deferred.pop_front() {
+            Some(event) => Ok(event),
+            None => events.recv_timeout(Duration::from_millis(100)),
+        };
+        match next {
             Ok(Event::Exited {
                 dyno,
                 spawn,
@@ -244,8 +251,17 @@ pub fn run(options: UpOptions) -> Result<(), UpError> {
                 entry.restart_at = Some(Instant::now() + options.backoff * step);
             }
             Ok(Event::Changed) => {
-                // Editors write in several steps: let them finish.
-                while let Ok(Event::Changed) = events.recv_timeout(crate::watch::DEBOUNCE) {}
+                // Editors write in several steps: let them finish (for a second
+                // at most). Other events that arrive meanwhile wait their turn.
+                let until = Instant::now() + Duration::from_secs(1);
+                while let Ok(event) = events.recv_timeout(crate::watch::DEBOUNCE) {
+                    if !matches!(event, Event::Changed) {
+                        deferred.push_back(event);
+                    }
+                    if Instant::now() > until {
+                        break;
+                    }
+                }
                 match reconciler.reconcile() {
                     Ok(report) => {
                         for error in &report.errors {

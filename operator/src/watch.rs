@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::files::{FileReconciler, Report};
 use crate::source::SourceError;
@@ -29,6 +30,16 @@ pub enum WatchError {
     Source(#[from] SourceError),
 }
 
+/// Whether `event` may have changed a file's content. A reconcile's own
+/// reads of the manifests arrive as access events (open, close after reading);
+/// counting them as changes would make every reconcile schedule the next one.
+pub fn is_change(event: &notify::Event) -> bool {
+    match event.kind {
+        EventKind::Access(kind) => kind == AccessKind::Close(AccessMode::Write),
+        _ => true,
+    }
+}
+
 /// Logs what a reconcile did.
 pub fn log_report(report: &Report) {
     for path in &report.written {
@@ -51,7 +62,9 @@ pub fn run(
     let (tx, events) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Only the fact that something changed matters: everything is re-read.
-        let _ = tx.send(event.is_ok());
+        if event.is_ok_and(|e| is_change(&e)) {
+            let _ = tx.send(());
+        }
     })
     .map_err(|source| WatchError::Notify {
         path: manifests.display().to_string(),
@@ -84,6 +97,36 @@ pub fn run(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind};
+    use notify::{Event, EventKind};
+
+    use super::is_change;
+
+    #[test]
+    fn reads_are_not_changes_and_writes_renames_and_removals_are() {
+        let kinds = [
+            (EventKind::Access(AccessKind::Open(AccessMode::Any)), false),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                false,
+            ),
+            (EventKind::Access(AccessKind::Read), false),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                true,
+            ),
+            (EventKind::Modify(ModifyKind::Data(DataChange::Any)), true),
+            (EventKind::Create(CreateKind::File), true),
+            (EventKind::Remove(notify::event::RemoveKind::File), true),
+        ];
+        for (kind, expected) in kinds {
+            assert_eq!(is_change(&Event::new(kind)), expected, "{kind:?}");
         }
     }
 }

@@ -183,11 +183,16 @@ fn watch_renders_updates_keeps_last_good_and_cleans_up() {
         SHOP.replace("worker: {quantity: 1}", "worker: {quantity: 0}"),
     )
     .unwrap();
-    wait_for(Duration::from_secs(10), "worker.1.yaml to go", || {
-        (!worker1.exists()).then_some(())
-    });
+    // The files change first and status.yaml follows: wait for both.
+    wait_for(
+        Duration::from_secs(10),
+        "worker.1.yaml to go and Ready",
+        || {
+            let ready = condition(&status(&out), "Ready").is_some_and(|c| c.0 == "True");
+            (!worker1.exists() && ready).then_some(())
+        },
+    );
     assert!(web1.is_file() && web2.is_file());
-    assert_eq!(condition(&status(&out), "Ready").unwrap().0, "True");
 
     // Delete the manifest: its rendered files go.
     std::fs::remove_file(&manifest).unwrap();

@@ -31,6 +31,41 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
     lines
 }
 
+/// A running `up`; a failing test must not leave its formation running (the
+/// next run would find the ports taken), so drop stops it as a user would.
+struct Up(std::process::Child);
+
+impl std::ops::Deref for Up {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Up {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        nix_kill(self.0.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn has(lines: &Lines, needle: &str) -> bool {
     lines
         .lock()
@@ -64,6 +99,7 @@ fn formation_starts_prefixes_restarts_and_stops() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Up)
         .unwrap();
     let lines = collect(up.stdout.take().unwrap());
     let errors = collect(up.stderr.take().unwrap());
@@ -172,4 +208,175 @@ fn nix_kill(pid: u32, signal: &str) {
         .arg(pid.to_string())
         .status()
         .unwrap();
+}
+
+/// The `status` table's rows, by dyno: the whitespace-separated columns.
+fn status_rows(app: &std::path::Path) -> Vec<Vec<String>> {
+    let output = Command::new(bin("dynoscope-operator"))
+        .arg("status")
+        .arg(app)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_change() {
+    let app = tempfile::tempdir().unwrap();
+    let shop = dynoscope_tests::repo_root().join("examples/shop");
+    for file in ["Procfile", "app.py", "worker.py"] {
+        std::fs::copy(shop.join(file), app.path().join(file)).unwrap();
+    }
+    // The example as shipped, but its jsonl file in the test's directory, samples
+    // every second, and no database to check (those checks have their own tests).
+    let jsonl = app.path().join("shop.jsonl");
+    let manifest = std::fs::read_to_string(shop.join("observability.yaml"))
+        .unwrap()
+        .replace("/tmp/dynoscope-shop.jsonl", &jsonl.display().to_string())
+        .replace("processMetrics: {interval: 20s", "processMetrics: {interval: 1s")
+        .replace(
+            "    - {type: postgres, urlFrom: DATABASE_URL, interval: 15s}\n    - {type: redis, urlFrom: REDIS_URL}\n",
+            "",
+        )
+        .replace("  integrations:\n", "");
+    assert!(manifest.contains(&jsonl.display().to_string()) && !manifest.contains("postgres"));
+    let manifest_path = app.path().join("observability.yaml");
+    std::fs::write(&manifest_path, &manifest).unwrap();
+
+    let python = std::path::PathBuf::from(dynoscope_tests::harness::python());
+    let path = format!(
+        "{}:{}",
+        python.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut up = Command::new(bin("dynoscope-operator"))
+        .arg("up")
+        .arg(app.path())
+        .args([
+            "--port",
+            "16000",
+            "--agent-port",
+            "27000",
+            "--backoff",
+            "200ms",
+        ])
+        .env("PATH", path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Up)
+        .unwrap();
+    let lines = collect(up.stdout.take().unwrap());
+    let errors = collect(up.stderr.take().unwrap());
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let tagged = |v: &serde_json::Value, tag: &str| {
+        v["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == tag))
+    };
+
+    // Spans from both web dynos, and the worker's jobs under their mapped name.
+    wait_for(
+        Duration::from_secs(90),
+        "spans of web.1 and web.2 and worker.1's mapped jobs",
+        || {
+            let items = read();
+            let spans_of = |dyno: &str| {
+                items.iter().any(|i| {
+                    i["kind"] == "span" && i["service"] == "shop" && i["meta"]["dyno"] == dyno
+                })
+            };
+            let jobs = items.iter().any(|i| {
+                i["name"] == "shop.jobs.perform"
+                    && tagged(i, "dyno:worker.1")
+                    && i["tags"].as_array().is_some_and(|t| {
+                        t.iter()
+                            .any(|t| t.as_str().is_some_and(|t| t.starts_with("job:")))
+                    })
+            });
+            (spans_of("web.1") && spans_of("web.2") && jobs).then_some(())
+        },
+    );
+    assert!(
+        !read().iter().any(|i| i["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("shop.jobs.")
+                && n.ends_with(".perform")
+                && n != "shop.jobs.perform")),
+        "an unmapped job metric reached the sink"
+    );
+
+    // `status`: every dyno up, with memory figures and telemetry counts.
+    let rows = wait_for(
+        Duration::from_secs(30),
+        "memory of every dyno in status",
+        || {
+            let rows = status_rows(app.path());
+            let ready =
+                rows.len() == 3 && rows.iter().all(|r| r.len() >= 8 && r[5].contains("MB/"));
+            ready.then_some(rows)
+        },
+    );
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["web.1", "web.2", "worker.1"]);
+    for row in &rows {
+        assert_eq!(row[1], "up", "{row:?}");
+        assert!(row[5].ends_with("MB") || row[5].ends_with("/-"), "{row:?}");
+    }
+    let web_spans: u64 = rows[0][6].parse().unwrap();
+    let worker_metrics: u64 = rows[2][7].parse().unwrap();
+    assert!(web_spans > 0 && worker_metrics > 0, "{rows:?}");
+    let pids: Vec<String> = rows.iter().map(|r| r[2].clone()).collect();
+
+    // A tag added to the manifest reaches new points of every dyno; nobody restarts.
+    std::fs::write(
+        &manifest_path,
+        manifest.replace(
+            r#"tags: ["team:payments"]"#,
+            r#"tags: ["team:payments", "release:blue"]"#,
+        ),
+    )
+    .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "points tagged release:blue from every dyno",
+        || {
+            let items = read();
+            ["web.1", "web.2", "worker.1"]
+                .iter()
+                .all(|dyno| {
+                    items.iter().any(|i| {
+                        i["kind"] == "point"
+                            && tagged(i, "release:blue")
+                            && tagged(i, &format!("dyno:{dyno}"))
+                    })
+                })
+                .then_some(())
+        },
+    );
+    let after: Vec<String> = status_rows(app.path())
+        .iter()
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(pids, after, "a dyno restarted on a tag change");
+    assert!(!has(&lines, "State changed from up to crashed"));
+
+    nix_kill(up.id(), "TERM");
+    let code = up.wait().unwrap();
+    assert!(
+        code.success(),
+        "up exited with {code:?}; stderr: {:?}",
+        errors.lock().unwrap()
+    );
 }

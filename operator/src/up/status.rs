@@ -74,11 +74,11 @@ pub fn render(state_dir: &Path) -> Result<String, StatusError> {
             (Some(rss), _) => format!("{}/-", mib(rss)),
             _ => "-".to_owned(),
         };
-        let counter = |keys: &[&str]| {
+        let counter = |group: &str, name: &str| {
             status
                 .as_ref()
-                .and_then(|s| find_number(&s["counters"], keys))
-                .map_or("-".to_owned(), |n| format!("{n:.0}"))
+                .and_then(|s| s["counters"][group][name].as_u64())
+                .map_or("-".to_owned(), |n| n.to_string())
         };
         let reload = status.as_ref().map_or("-".to_owned(), |s| {
             let reload = &s["last_reload"];
@@ -101,8 +101,8 @@ pub fn render(state_dir: &Path) -> Result<String, StatusError> {
             dyno.restarts,
             hash,
             memory,
-            counter(&["spans_received", "spans"]),
-            counter(&["metrics_received", "dogstatsd_metrics", "metric_lines"]),
+            counter("traces", "spans"),
+            counter("dogstatsd", "metrics"),
             reload
         );
     }
@@ -114,20 +114,6 @@ fn mib(bytes: f64) -> String {
 }
 
 /// The first number under any of `keys`, searched depth-first.
-fn find_number(value: &Value, keys: &[&str]) -> Option<f64> {
-    match value {
-        Value::Object(map) => {
-            for key in keys {
-                if let Some(n) = map.get(*key).and_then(Value::as_f64) {
-                    return Some(n);
-                }
-            }
-            map.values().find_map(|v| find_number(v, keys))
-        }
-        _ => None,
-    }
-}
-
 /// GET /status from a sidecar's loopback admin port.
 pub fn fetch_status(port: u16) -> Option<Value> {
     if port == 0 {
