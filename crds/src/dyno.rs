@@ -54,6 +54,10 @@ pub struct DynoConfig {
     pub process_metrics: ProcessMetricsConfig,
     /// The integration checks this dyno (and no other) runs.
     pub integrations: Vec<IntegrationConfig>,
+    /// A Datadog Agent `conf.d` directory whose checks this dyno (and no
+    /// other) runs, relative to its working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_d: Option<String>,
     /// Where telemetry goes, with defaults filled in.
     pub sinks: Vec<SinkSpec>,
     /// Hash of everything above; changes exactly when the content does.
@@ -136,6 +140,9 @@ pub struct IntegrationConfig {
     pub interval: HumanDuration,
     /// Time one run may take.
     pub timeout: HumanDuration,
+    /// Tags added to this check's points and service checks (from a `conf.d` instance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// Why a DynoConfig could not be read.

@@ -72,6 +72,11 @@ pub struct ObservabilityConfigSpec {
     /// Checks of the app's backing services; each runs on exactly one dyno. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub integrations: Vec<IntegrationSpec>,
+    /// A check configuration directory in the Datadog Agent's layout, as the
+    /// Datadog buildpack reads it (`datadog/conf.d`), so an app migrates
+    /// without rewriting its checks. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_d: Option<ConfDSpec>,
     /// Where telemetry goes. Default: one `stdout` sink.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkSpec>,
@@ -90,6 +95,20 @@ pub struct ProcessSpec {
     /// The command the dyno runs. Default: this type's line of the Procfile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+}
+
+/// A Datadog Agent `conf.d` directory whose `postgres`, `redisdb` and `mcache`
+/// instances run as integration checks, read by the sidecar at run time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfDSpec {
+    /// The directory, relative to the app's root (the dyno's working
+    /// directory), holding `<check>.yaml` or `<check>.d/*.yaml`. Required.
+    pub path: String,
+    /// The dyno that runs its checks. Default: the first dyno with
+    /// observability enabled, as for `integrations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dyno: Option<String>,
 }
 
 /// The sidecar's admin endpoint.

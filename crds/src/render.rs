@@ -162,7 +162,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, RenderError> {
     let assignment = assign_integrations(input, &dynos);
     let configs = dynos
         .iter()
-        .map(|dyno| build(input, &formation, dyno, &assignment))
+        .map(|dyno| build(input, &formation, &dynos, dyno, &assignment))
         .collect();
     Ok(Rendered {
         app: app_name(input.config, input.heroku_app_name),
@@ -182,7 +182,10 @@ pub fn render_dyno(
     let dynos = dyno_names(&formation);
     let warnings = check(input, &formation, &dynos)?;
     let assignment = assign_integrations(input, &dynos);
-    Ok((build(input, &formation, dyno, &assignment), warnings))
+    Ok((
+        build(input, &formation, &dynos, dyno, &assignment),
+        warnings,
+    ))
 }
 
 fn check(
@@ -192,14 +195,10 @@ fn check(
 ) -> Result<Vec<Problem>, RenderError> {
     let types: Vec<String> = formation.iter().map(|t| t.name.clone()).collect();
     let mut problems = validate::validate(&input.config.spec, Some(&types), Some(dynos));
-    if input
-        .config
-        .spec
-        .integrations
-        .iter()
-        .any(|i| i.dyno.is_none())
-        && first_enabled(input, dynos).is_none()
-    {
+    let spec = &input.config.spec;
+    let unassigned = spec.integrations.iter().any(|i| i.dyno.is_none())
+        || spec.conf_d.as_ref().is_some_and(|c| c.dyno.is_none());
+    if unassigned && first_enabled(input, dynos).is_none() {
         problems.push(Problem {
             severity: validate::Severity::Warning,
             field: "spec.integrations".into(),
@@ -247,6 +246,7 @@ fn assign_integrations(input: &RenderInput<'_>, dynos: &[String]) -> Vec<Option<
 fn build(
     input: &RenderInput<'_>,
     formation: &[ProcessType],
+    all_dynos: &[String],
     dyno: &str,
     assignment: &[Option<String>],
 ) -> DynoConfig {
@@ -295,6 +295,15 @@ fn build(
         .filter(|(_, assigned)| assigned.as_deref() == Some(dyno))
         .map(|(i, _)| integration_config(i))
         .collect();
+
+    let conf_d = spec
+        .conf_d
+        .as_ref()
+        .filter(|c| {
+            let owner = c.dyno.as_ref().or_else(|| first_enabled(input, all_dynos));
+            owner.is_some_and(|o| o == dyno)
+        })
+        .map(|c| c.path.clone());
 
     let sinks = if spec.sinks.is_empty() {
         vec![SinkSpec::Stdout {}]
@@ -369,6 +378,7 @@ fn build(
             log_lines: pm.log_lines.unwrap_or(true),
         },
         integrations,
+        conf_d,
         sinks,
         config_hash: String::new(),
     }
@@ -427,6 +437,7 @@ fn integration_config(spec: &IntegrationSpec) -> IntegrationConfig {
         tls_verify: spec.tls_verify.unwrap_or(false),
         interval: spec.interval.unwrap_or(defaults::CHECK_INTERVAL),
         timeout: spec.timeout.unwrap_or(defaults::CHECK_TIMEOUT),
+        tags: Vec::new(),
     }
 }
 

@@ -124,6 +124,7 @@ pub fn validate(
     );
     check_components(&mut p, "spec", &Components::of_spec(spec));
     check_integrations(&mut p, spec, dynos);
+    check_conf_d(&mut p, spec, dynos);
     check_sinks(&mut p, spec);
 
     for (name, over) in &spec.overrides {
@@ -379,6 +380,26 @@ pub fn valid_process_type(name: &str) -> bool {
 
 /// A field's manifest name and value.
 type NamedField<'a> = (&'static str, &'a Option<String>);
+
+fn check_conf_d(p: &mut Problems, spec: &ObservabilityConfigSpec, dynos: Option<&[String]>) {
+    let Some(conf_d) = &spec.conf_d else {
+        return;
+    };
+    if conf_d.path.trim().is_empty() {
+        p.error(
+            "spec.confD.path",
+            "is empty: name the directory holding the Datadog check configs, e.g. datadog/conf.d",
+        );
+    }
+    if let (Some(dyno), Some(dynos)) = (&conf_d.dyno, dynos) {
+        if !dynos.iter().any(|d| d == dyno) {
+            p.error(
+                "spec.confD.dyno",
+                format!("no dyno `{dyno}` runs in this formation ({}): pick one of them, or scale its process type up", dynos.join(", ")),
+            );
+        }
+    }
+}
 
 fn check_integrations(p: &mut Problems, spec: &ObservabilityConfigSpec, dynos: Option<&[String]>) {
     let mut seen: BTreeMap<(IntegrationType, String), usize> = BTreeMap::new();

@@ -24,6 +24,7 @@
 //!
 //! [`Telemetry::Points`]: crate::telemetry::Telemetry::Points
 
+pub mod confd;
 mod emit;
 mod memcached;
 mod net;

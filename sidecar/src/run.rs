@@ -28,6 +28,10 @@ use crate::stats::Stats;
 use crate::status::{AppState, StatusBoard};
 use crate::supervisor::{self, Signals};
 
+/// How often the `conf.d` directory is re-read: a few small files, and
+/// polling survives every way of replacing them (editors, symlink swaps).
+const CONF_D_POLL: Duration = Duration::from_secs(2);
+
 /// Time the pipeline gets to flush once the app is gone.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -62,9 +66,14 @@ pub async fn run(args: RunArgs) -> i32 {
     let pipeline = pipeline::spawn(pipeline_config(initial.as_deref()), stats.clone());
     // Bound before the app starts: its first traces and metrics find a listener.
     let receivers = Receivers::start(&bus.subscribe(), &pipeline.handle(), &stats, &status).await;
+    let conf_d = Arc::new(checks::confd::ConfD::default());
+    conf_d.refresh(conf_d_dir(initial.as_deref()));
     let checks = Arc::new(checks::spawn(
-        &integrations(initial.as_deref()),
-        |name| std::env::var(name).ok(),
+        &integrations(initial.as_deref(), &conf_d),
+        {
+            let conf_d = conf_d.clone();
+            move |name| conf_d.value(name).or_else(|| std::env::var(name).ok())
+        },
         {
             let pipe = pipeline.handle();
             move |item| {
@@ -101,6 +110,21 @@ pub async fn run(args: RunArgs) -> i32 {
                 sampler::run(sampler, config.clone(), handle.clone(), status.clone())
             }
         }),
+        contained("conf.d watcher", &stats, {
+            let (config, conf_d, checks) = (bus.subscribe(), conf_d.clone(), checks.clone());
+            move || {
+                let (config, conf_d, checks) = (config.clone(), conf_d.clone(), checks.clone());
+                async move {
+                    loop {
+                        tokio::time::sleep(CONF_D_POLL).await;
+                        let current = config.borrow().clone();
+                        if conf_d.refresh(conf_d_dir(current.as_deref())) {
+                            checks.reconfigure(&integrations(current.as_deref(), &conf_d));
+                        }
+                    }
+                }
+            }
+        }),
         contained("admin", &stats, {
             let (config, flag) = (bus.subscribe(), args.admin_port);
             let state = AdminState {
@@ -117,7 +141,8 @@ pub async fn run(args: RunArgs) -> i32 {
         while changes.changed().await.is_ok() {
             let config = changes.borrow_and_update().clone();
             pipeline.reconfigure(pipeline_config(config.as_deref()));
-            checks.reconfigure(&integrations(config.as_deref()));
+            conf_d.refresh(conf_d_dir(config.as_deref()));
+            checks.reconfigure(&integrations(config.as_deref(), &conf_d));
         }
         std::future::pending::<()>().await;
     };
@@ -146,12 +171,27 @@ fn pipeline_config(config: Option<&DynoConfig>) -> PipelineConfig {
     })
 }
 
-/// The checks this dyno runs: none when observability is off.
-fn integrations(config: Option<&DynoConfig>) -> Vec<IntegrationConfig> {
+/// The checks this dyno runs, its `conf.d`'s included: none when observability is off.
+fn integrations(
+    config: Option<&DynoConfig>,
+    conf_d: &checks::confd::ConfD,
+) -> Vec<IntegrationConfig> {
+    let Some(config) = config.filter(|c| c.enabled) else {
+        return Vec::new();
+    };
+    let mut all = config.integrations.clone();
+    if config.conf_d.is_some() {
+        all.extend(conf_d.configs());
+    }
+    all
+}
+
+/// The `conf.d` directory this dyno reads, relative to its working directory.
+fn conf_d_dir(config: Option<&DynoConfig>) -> Option<&Path> {
     config
         .filter(|c| c.enabled)
-        .map(|c| c.integrations.clone())
-        .unwrap_or_default()
+        .and_then(|c| c.conf_d.as_deref())
+        .map(Path::new)
 }
 
 /// Runs `make()`'s task; when it panics, reports it and starts a fresh one a second later.

@@ -29,6 +29,7 @@ fn config(name: &str, type_: IntegrationType) -> IntegrationConfig {
         tls_verify: false,
         interval: HumanDuration(INTERVAL),
         timeout: HumanDuration(Duration::from_secs(3)),
+        tags: Vec::new(),
     }
 }
 
@@ -666,4 +667,131 @@ async fn hot_reload_adds_and_removes_checks() {
         critical.message.as_deref(),
         Some("MISSING_URL is not set: the postgres check reads its URL from it")
     );
+}
+
+/// `run --config` of a DynoConfig whose dyno reads `datadog/conf.d`, in the
+/// Datadog Agent's layout, with the password from `%%env_…%%`.
+#[test]
+fn a_datadog_conf_d_directory_runs_its_checks_and_follows_edits() {
+    use dynoscope_tests::harness::{self, Sidecar};
+    use dynoscope_tests::wait_for;
+
+    let pg = Postgres::start();
+    let redis = Redis::start(RedisOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let conf_d = dir.path().join("datadog/conf.d");
+    std::fs::create_dir_all(conf_d.join("postgres.d")).unwrap();
+    std::fs::write(
+        conf_d.join("postgres.d/conf.yaml"),
+        format!(
+            "init_config:\ninstances:\n  - host: 127.0.0.1\n    port: {}\n    username: app\n    password: '%%env_PG_PASS%%'\n    dbname: app\n    ssl: false\n    min_collection_interval: 1\n    tags: ['role:primary']\n",
+            pg.port
+        ),
+    )
+    .unwrap();
+    let admin = dynoscope_tests::servers::free_port();
+    let spec = format!(
+        "  admin: {{port: {admin}}}\n  apm: {{enabled: false}}\n  dogstatsd: {{enabled: false}}\n  processMetrics: {{enabled: false}}\n  confD: {{path: datadog/conf.d}}\n  sinks: [{{type: jsonl, path: telemetry.jsonl}}]\n"
+    );
+    std::fs::write(dir.path().join("web.1.yaml"), harness::render(&spec)).unwrap();
+    let sidecar = Sidecar::start(
+        dir.path(),
+        &["run", "--config", "web.1.yaml", "--", "sleep", "60"],
+        &[("PG_PASS", PG_PASSWORD)],
+    );
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join("telemetry.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let has = |v: &serde_json::Value, tag: &str| {
+        v["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == tag))
+    };
+    let check_of = |name: &str, status: u64| {
+        let name = name.to_owned();
+        move |v: &serde_json::Value| {
+            v["kind"] == "service_check" && v["name"] == name.as_str() && v["status"] == status
+        }
+    };
+
+    // The instance runs, with its own tags next to the dyno's.
+    wait_for(PATIENCE, "postgres points tagged role:primary", || {
+        lines()
+            .iter()
+            .any(|v| {
+                v["kind"] == "point"
+                    && v["name"] == "postgresql.connections"
+                    && has(v, "role:primary")
+                    && has(v, "dyno:web.1")
+            })
+            .then_some(())
+    });
+    assert!(lines()
+        .iter()
+        .any(|v| check_of("postgres.can_connect", 0)(v) && has(v, "role:primary")));
+
+    // A check added to the directory starts within the poll; nothing restarts.
+    let app_pid = harness::status_of(admin).unwrap()["app"]["pid"].clone();
+    assert!(app_pid.is_u64(), "{app_pid}");
+    std::fs::write(
+        conf_d.join("redisdb.yaml"),
+        format!(
+            "instances:\n  - {{host: 127.0.0.1, port: {}, min_collection_interval: 1}}\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    wait_for(PATIENCE, "redis points after the edit", || {
+        lines()
+            .iter()
+            .any(|v| v["kind"] == "point" && v["name"] == "redis.net.clients")
+            .then_some(())
+    });
+
+    // A wrong password in the file restarts that check, which then reports
+    // CRITICAL without the password; the old one is never logged.
+    std::fs::write(
+        conf_d.join("postgres.d/conf.yaml"),
+        format!(
+            "instances:\n  - {{host: 127.0.0.1, port: {}, username: app, password: not-the-Pa55word, dbname: app, ssl: false, min_collection_interval: 1}}\n",
+            pg.port
+        ),
+    )
+    .unwrap();
+    let critical = wait_for(PATIENCE, "postgres CRITICAL after the edit", || {
+        lines()
+            .into_iter()
+            .find(|v| check_of("postgres.can_connect", 2)(v))
+    });
+    let message = critical["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    let status = harness::status_of(admin).unwrap();
+    assert_eq!(status["app"]["pid"], app_pid, "the app restarted");
+    let everything = format!(
+        "{}{}{status}",
+        harness::read(&sidecar.stderr),
+        harness::read(&sidecar.stdout)
+    );
+    for secret in ["not-the-Pa55word", PG_PASSWORD] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+
+    // A file that breaks is reported by name, and keeps nothing running from it.
+    std::fs::write(
+        conf_d.join("redisdb.yaml"),
+        "instances: [{host: 127.0.0.1, port: x}]\n",
+    )
+    .unwrap();
+    wait_for(PATIENCE, "the problem logged", || {
+        harness::read(&sidecar.stderr)
+            .contains("redisdb.yaml instances[0]: field `port` must be a whole number")
+            .then_some(())
+    });
 }

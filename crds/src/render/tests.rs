@@ -177,6 +177,42 @@ fn each_integration_runs_on_exactly_one_dyno() {
 }
 
 #[test]
+fn conf_d_goes_to_one_dyno() {
+    let owner = |spec: &str| -> Vec<(String, String)> {
+        let config = resource(spec);
+        render(&input(&config))
+            .unwrap()
+            .dynos
+            .iter()
+            .filter_map(|d| Some((d.dyno.clone(), d.conf_d.clone()?)))
+            .collect()
+    };
+    let pair = |d: &str| vec![(d.to_owned(), "datadog/conf.d".to_owned())];
+    let formation = "formation: {web: {quantity: 2}, worker: {quantity: 1}}\n";
+    assert_eq!(
+        owner(&format!("{formation}confD: {{path: datadog/conf.d}}\n")),
+        pair("web.1")
+    );
+    assert_eq!(
+        owner(&format!(
+            "{formation}confD: {{path: datadog/conf.d, dyno: worker.1}}\n"
+        )),
+        pair("worker.1")
+    );
+    // Scaled away or disabled: the checks move to the first dyno that runs.
+    assert_eq!(
+        owner("formation: {web: {quantity: 0}, worker: {quantity: 1}}\nconfD: {path: datadog/conf.d}\n"),
+        pair("worker.1")
+    );
+    assert_eq!(
+        owner(&format!(
+            "{formation}overrides: {{web: {{enabled: false}}}}\nconfD: {{path: datadog/conf.d}}\n"
+        )),
+        pair("worker.1")
+    );
+}
+
+#[test]
 fn secrets_stay_references() {
     let config = resource(
         "sinks:\n  - {type: datadog, apiKey: {fromEnv: DD_API_KEY}}\n  - {type: otlp, endpoint: 'http://c:4318', headers: {authorization: {secretKeyRef: {name: otlp, key: token}}}}\nintegrations: [{type: postgres}]\n",

@@ -211,6 +211,25 @@ fn integration_dyno_must_exist() {
 }
 
 #[test]
+fn conf_d_needs_a_path_and_an_existing_dyno() {
+    let dynos = types(&["web.1", "web.2"]);
+    let problems = validate(
+        &spec("{confD: {path: ' ', dyno: worker.1}}"),
+        None,
+        Some(&dynos),
+    );
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.confD.path", "spec.confD.dyno"],
+        "{problems:?}"
+    );
+    assert!(problems[0].message.contains("datadog/conf.d"));
+    assert!(problems[1].message.contains("web.1, web.2"));
+    assert!(validate(&spec("{confD: {path: datadog/conf.d}}"), None, Some(&dynos)).is_empty());
+}
+
+#[test]
 fn a_good_spec_has_no_problems() {
     let yaml = "{app: shop, env: production, version: {fromEnv: HEROKU_RELEASE_VERSION}, tags: ['team:payments'], \
         formation: {web: {quantity: 2}, worker: {quantity: 1}}, \

@@ -111,6 +111,9 @@ struct Shared {
 
 struct Running {
     config: IntegrationConfig,
+    /// What `config` resolved to when the check started: a `conf.d` edit or a
+    /// changed variable restarts the check even though `config` is the same.
+    target: Result<url::Target, url::TargetError>,
     status: Arc<Mutex<CheckStatus>>,
     task: JoinHandle<()>,
 }
@@ -171,7 +174,10 @@ impl ChecksHandle {
         }
         for (name, config) in wanted {
             match running.get(name) {
-                Some(current) if current.config == *config => {
+                Some(current)
+                    if current.config == *config
+                        && current.target == url::resolve(config, &*self.shared.env) =>
+                {
                     report.unchanged.push(name.to_owned());
                     continue;
                 }
@@ -216,6 +222,7 @@ impl ChecksHandle {
             Arc::clone(&status),
         ));
         Running {
+            target: url::resolve(&config, &*self.shared.env),
             config,
             status,
             task,
@@ -241,13 +248,13 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
     loop {
         let started = Instant::now();
         let (instances, results, service_check) = match &check {
-            Some(_) => run_once(&mut check, timeout, &shared).await,
+            Some(_) => run_once(&mut check, timeout, &config.tags, &shared).await,
             None => match url::resolve(&config, &*shared.env) {
                 Ok(target) => {
                     secret = target.password().map(|s| s.expose().to_owned());
                     lock(&status).target = Some(target.to_string());
                     check = Some(Check::new(target, &config));
-                    run_once(&mut check, timeout, &shared).await
+                    run_once(&mut check, timeout, &config.tags, &shared).await
                 }
                 Err(error) => (
                     vec![Vec::new()],
@@ -271,7 +278,7 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
                     timestamp,
                     hostname: None,
                     message,
-                    tags,
+                    tags: with_extra(tags, &config.tags),
                 }
             })
             .collect();
@@ -321,6 +328,7 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
 async fn run_once(
     check: &mut Option<Check>,
     timeout: Duration,
+    extra_tags: &[String],
     shared: &Shared,
 ) -> (Vec<Vec<String>>, Vec<Result<(), CheckError>>, &'static str) {
     let Some(mut current) = check.take() else {
@@ -344,8 +352,13 @@ async fn run_once(
     }));
     let mut task = task;
     let results = match (&mut task.0).await {
-        Ok((current, points, results)) => {
+        Ok((current, mut points, results)) => {
             *check = Some(current);
+            if !extra_tags.is_empty() {
+                for point in &mut points {
+                    point.tags = with_extra(std::mem::take(&mut point.tags), extra_tags);
+                }
+            }
             if !points.is_empty() {
                 (shared.sink)(Telemetry::Points(points));
             }
@@ -365,6 +378,16 @@ async fn run_once(
         }
     };
     (instances, results, service_check)
+}
+
+/// `tags` plus the check's own (a `conf.d` instance's `tags:`), without duplicates.
+fn with_extra(mut tags: Vec<String>, extra: &[String]) -> Vec<String> {
+    for tag in extra {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    tags
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -264,6 +264,7 @@ fn config(type_: IntegrationType) -> IntegrationConfig {
         tls_verify: false,
         interval: HumanDuration::from_secs(15),
         timeout: HumanDuration::from_secs(5),
+        tags: Vec::new(),
     }
 }
 
