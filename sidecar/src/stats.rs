@@ -254,7 +254,8 @@ pub struct SendErrors {
 /// What one sink did: counters, the buffer's fill, the last success and error.
 ///
 /// Network sinks share the machinery of `sinks::delivery`, which keeps these;
-/// `/status` lists every live sink under `sinks`.
+/// the jsonl sink's writer keeps the ones that apply to a file. `/status`
+/// lists every live sink under `sinks`.
 #[derive(Debug, Default, Serialize)]
 pub struct SinkStats {
     /// The sink as `/status` names it, e.g. `datadog datadoghq.com`.
@@ -269,6 +270,9 @@ pub struct SinkStats {
     pub retries: Counter,
     /// Failed attempts, by kind.
     pub errors: SendErrors,
+    /// Failed file operations of the jsonl sink, by kind of I/O error
+    /// (`storage_full`, `permission_denied`…); each is retried.
+    pub io_errors: KindCounts,
     /// Items dropped, oldest first, because the buffer was full.
     pub dropped: ItemCounts,
     /// Items in batches the backend refused with a non-retryable 4xx.
