@@ -18,7 +18,7 @@ pub mod stdout;
 use dynoscope_crds::observability::SinkSpec;
 
 use crate::pipeline::PipelineConfig;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, TracerTelemetry};
 
 /// A destination the pipeline writes batches to, from its own task.
 pub trait Sink: Send + std::fmt::Debug {
@@ -28,6 +28,12 @@ pub trait Sink: Send + std::fmt::Debug {
     /// Pushes out anything buffered (before a reconfiguration and at shutdown).
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// Queues a tracer's own telemetry for its intake; returns whether this
+    /// sink took it. Only the Datadog sink does: the others ignore it.
+    fn forward_tracer_telemetry(&mut self, _request: &TracerTelemetry) -> bool {
+        false
     }
 }
 

@@ -215,6 +215,12 @@ pub struct TraceStats {
     pub refused: KindCounts,
     /// Tracer telemetry requests answered (`/telemetry/proxy/…`).
     pub telemetry_requests: Counter,
+    /// Tracer telemetry requests handed to a Datadog sink (counted by the
+    /// pipeline; the sink's `sent.telemetry` counts what its intake accepted).
+    pub telemetry_forwarded: Counter,
+    /// Tracer telemetry requests not forwarded, by reason (`no_datadog_sink`,
+    /// `queue_full`, `too_large`, `incomplete_body`).
+    pub telemetry_dropped: KindCounts,
     /// Spans counted in APM stats.
     pub stats_spans: Gauge,
     /// Spans left out of APM stats because the group limit was reached.
@@ -232,6 +238,8 @@ pub struct ItemCounts {
     pub spans: Counter,
     /// Events and service checks.
     pub events: Counter,
+    /// Tracer telemetry requests (`/telemetry/proxy/…`), passed on as they came.
+    pub telemetry: Counter,
 }
 
 /// Failed send attempts of a network sink, by kind.
