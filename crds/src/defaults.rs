@@ -14,6 +14,12 @@ pub const PROMETHEUS_LISTEN: &str = "127.0.0.1:9464";
 pub const DATADOG_SITE: &str = "datadoghq.com";
 /// Per-sink buffer before the oldest data is dropped.
 pub const SINK_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+/// Size past which a jsonl sink rotates its file: 100 MiB.
+pub const JSONL_MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// Rotated files a jsonl sink keeps (`path.1` … `path.5`).
+pub const JSONL_MAX_FILES: u32 = 5;
+/// Most rotated files a jsonl sink may keep (each rotation renames them all).
+pub const JSONL_MAX_FILES_LIMIT: u32 = 1000;
 /// Heroku's time between SIGTERM and SIGKILL.
 pub const GRACE_PERIOD: HumanDuration = HumanDuration::from_secs(30);
 /// Heroku's log-runtime-metrics period.

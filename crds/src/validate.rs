@@ -551,21 +551,46 @@ fn check_sinks(p: &mut Problems, spec: &ObservabilityConfigSpec) {
                 }
             }
             SinkSpec::Stdout {} => {}
-            SinkSpec::Jsonl { path } => {
+            SinkSpec::Jsonl {
+                path,
+                max_bytes,
+                max_files,
+                buffer_bytes,
+            } => {
                 if path.trim().is_empty() {
                     p.error(
                         format!("{field}.path"),
                         "is empty: give a file path such as /tmp/telemetry.jsonl",
                     );
                 }
+                if let Some(bytes) = max_bytes.filter(|&b| b < 1) {
+                    p.error(
+                        format!("{field}.maxBytes"),
+                        format!("is {bytes}: give the size in bytes a file may reach before it is rotated, e.g. 104857600 (100 MiB), or remove it for that default"),
+                    );
+                }
+                let limit = i64::from(defaults::JSONL_MAX_FILES_LIMIT);
+                if let Some(files) = max_files.filter(|f| !(1..=limit).contains(f)) {
+                    p.error(
+                        format!("{field}.maxFiles"),
+                        format!("is {files}: keep 1 to {limit} rotated files (path.1 … path.N), or remove it for the default {}", defaults::JSONL_MAX_FILES),
+                    );
+                }
+                check_buffer(p, &format!("{field}.bufferBytes"), *buffer_bytes);
             }
         }
     }
 }
 
 fn check_buffer(p: &mut Problems, field: &str, bytes: Option<i64>) {
-    if bytes.is_some_and(|b| b < 64 * 1024) {
-        p.error(field, "must be at least 65536 bytes");
+    if let Some(bytes) = bytes.filter(|&b| b < 64 * 1024) {
+        p.error(
+            field,
+            format!(
+                "is {bytes}: must be at least 65536 bytes; remove it for the default {}",
+                defaults::SINK_BUFFER_BYTES
+            ),
+        );
     }
 }
 

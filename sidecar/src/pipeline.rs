@@ -5,9 +5,11 @@
 //! the queue is full the item is dropped and counted in
 //! [`crate::stats::PipelineStats`]. One task drains the queue in batches, adds
 //! the dyno's tags ([`PipelineConfig::tags`]) and writes each batch to every
-//! sink. Stages that transform telemetry between the queue and the sinks
-//! (aggregation, APM stats) belong in `pipeline/` and are called from
-//! [`deliver`].
+//! sink. A tracer's own telemetry ([`TracerTelemetry`]) shares the queue and
+//! goes untouched to the sinks that forward it (the Datadog sink); when none
+//! takes it, it is dropped and counted. Stages that transform telemetry
+//! between the queue and the sinks (aggregation, APM stats) belong in
+//! `pipeline/` and are called from [`deliver`].
 //!
 //! The owner keeps the [`Pipeline`]: [`Pipeline::reconfigure`] swaps the tag
 //! set and the sinks between two batches (the old sinks are flushed first and
@@ -36,7 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::sinks::{self, Sink};
 use crate::stats::Stats;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, TracerTelemetry};
 
 /// Items the queue holds before [`PipelineHandle::send`] drops.
 pub const QUEUE_CAPACITY: usize = 8192;
@@ -88,16 +90,35 @@ impl PipelineConfig {
     }
 }
 
+/// What the queue carries.
+#[derive(Debug)]
+enum Item {
+    /// For every sink, tagged first.
+    Telemetry(Telemetry),
+    /// For the sinks that forward it, as it is.
+    TracerTelemetry(TracerTelemetry),
+}
+
 /// The producers' side of the pipeline: cheap to clone, never blocks.
 #[derive(Clone, Debug)]
 pub struct PipelineHandle {
-    queue: mpsc::Sender<Telemetry>,
+    queue: mpsc::Sender<Item>,
     stats: Arc<Stats>,
 }
 
 impl PipelineHandle {
     /// Queues `item`; returns `false` (and counts a drop) when the queue is full or closed.
     pub fn send(&self, item: Telemetry) -> bool {
+        self.enqueue(Item::Telemetry(item))
+    }
+
+    /// Queues a tracer's own telemetry for the sinks that forward it; returns
+    /// `false` (and counts a drop) when the queue is full or closed.
+    pub fn forward_tracer_telemetry(&self, request: TracerTelemetry) -> bool {
+        self.enqueue(Item::TracerTelemetry(request))
+    }
+
+    fn enqueue(&self, item: Item) -> bool {
         match self.queue.try_send(item) {
             Ok(()) => {
                 self.stats.pipeline.accepted.inc();
@@ -191,7 +212,7 @@ impl Pipeline {
 
 #[derive(Clone)]
 struct Worker {
-    queue: Arc<Mutex<mpsc::Receiver<Telemetry>>>,
+    queue: Arc<Mutex<mpsc::Receiver<Item>>>,
     config: watch::Receiver<Arc<PipelineConfig>>,
     shutdown: watch::Receiver<bool>,
     stats: Arc<Stats>,
@@ -223,6 +244,7 @@ impl Worker {
         let mut config = self.config.borrow_and_update().clone();
         let mut sinks = (self.factory)(&config);
         let mut batch = Vec::with_capacity(BATCH);
+        let mut telemetry = Vec::with_capacity(BATCH);
         loop {
             if *self.shutdown.borrow() {
                 break;
@@ -243,37 +265,60 @@ impl Worker {
                     if received == 0 {
                         break;
                     }
-                    deliver(&mut batch, &config, &mut sinks, &self.stats);
+                    deliver(&mut batch, &mut telemetry, &config, &mut sinks, &self.stats);
                 }
             }
         }
         // Shutting down: refuse new items, write what is queued.
         queue.close();
         while queue.recv_many(&mut batch, BATCH).await > 0 {
-            deliver(&mut batch, &config, &mut sinks, &self.stats);
+            deliver(&mut batch, &mut telemetry, &config, &mut sinks, &self.stats);
         }
         flush(&mut sinks, &self.stats);
     }
 }
 
-/// Tags a batch and writes it to every sink; empties `batch`.
+/// Tags a batch and writes it to every sink, and hands tracer telemetry to
+/// the sinks that forward it; empties `batch` (and `telemetry`, its buffer).
 fn deliver(
-    batch: &mut Vec<Telemetry>,
+    batch: &mut Vec<Item>,
+    telemetry: &mut Vec<Telemetry>,
     config: &PipelineConfig,
     sinks: &mut [Box<dyn Sink>],
     stats: &Stats,
 ) {
-    for item in batch.iter_mut() {
-        tag(item, &config.tags);
-    }
-    for sink in sinks.iter_mut() {
-        if let Err(err) = sink.write(batch) {
-            stats.pipeline.sink_errors.inc();
-            tracing::warn!("{err}");
+    stats.pipeline.processed.add(batch.len() as u64);
+    for item in batch.drain(..) {
+        match item {
+            Item::Telemetry(mut item) => {
+                tag(&mut item, &config.tags);
+                telemetry.push(item);
+            }
+            Item::TracerTelemetry(request) => forward(&request, sinks, stats),
         }
     }
-    stats.pipeline.processed.add(batch.len() as u64);
-    batch.clear();
+    if !telemetry.is_empty() {
+        for sink in sinks.iter_mut() {
+            if let Err(err) = sink.write(telemetry) {
+                stats.pipeline.sink_errors.inc();
+                tracing::warn!("{err}");
+            }
+        }
+    }
+    telemetry.clear();
+}
+
+/// Offers a tracer's telemetry to every sink; counts whether any took it.
+fn forward(request: &TracerTelemetry, sinks: &mut [Box<dyn Sink>], stats: &Stats) {
+    let mut taken = false;
+    for sink in sinks.iter_mut() {
+        taken |= sink.forward_tracer_telemetry(request);
+    }
+    if taken {
+        stats.traces.telemetry_forwarded.inc();
+    } else {
+        stats.traces.telemetry_dropped.inc("no_datadog_sink");
+    }
 }
 
 fn flush(sinks: &mut [Box<dyn Sink>], stats: &Stats) {

@@ -1,7 +1,9 @@
 //! Sinks: where the pipeline writes telemetry.
 //!
 //! - [`stdout`]: Heroku l2met log lines (`sample#`, `count#`, `measure#`), the default.
-//! - [`jsonl`]: every point, span, event and service check as one JSON object a line.
+//! - [`jsonl`]: every point, span, event and service check as one JSON object a
+//!   line; its `write` only queues too: a thread of its own appends the bounded
+//!   queue to the file and rotates the file by size.
 //! - [`datadog`], [`prometheus`], [`otlp`]: network sinks; their `write` only
 //!   encodes into a bounded buffer that [`delivery`]'s task sends, batched,
 //!   compressed and retried, so a slow backend never holds up the pipeline.
@@ -16,7 +18,7 @@ pub mod stdout;
 use dynoscope_crds::observability::SinkSpec;
 
 use crate::pipeline::PipelineConfig;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, TracerTelemetry};
 
 /// A destination the pipeline writes batches to, from its own task.
 pub trait Sink: Send + std::fmt::Debug {
@@ -26,6 +28,12 @@ pub trait Sink: Send + std::fmt::Debug {
     /// Pushes out anything buffered (before a reconfiguration and at shutdown).
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// Queues a tracer's own telemetry for its intake; returns whether this
+    /// sink took it. Only the Datadog sink does: the others ignore it.
+    fn forward_tracer_telemetry(&mut self, _request: &TracerTelemetry) -> bool {
+        false
     }
 }
 
@@ -48,8 +56,14 @@ pub fn build(config: &PipelineConfig) -> Vec<Box<dyn Sink>> {
     for spec in &config.sinks {
         match spec {
             SinkSpec::Stdout {} => sinks.push(Box::new(stdout::StdoutSink::new(&config.dyno))),
-            SinkSpec::Jsonl { path } => {
-                match jsonl::JsonlSink::open(path.as_ref(), &config.hostname) {
+            SinkSpec::Jsonl {
+                path,
+                max_bytes,
+                max_files,
+                buffer_bytes,
+            } => {
+                let options = jsonl::JsonlOptions::from_spec(*max_bytes, *max_files, *buffer_bytes);
+                match jsonl::JsonlSink::open(path.as_ref(), &config.hostname, options) {
                     Ok(sink) => sinks.push(Box::new(sink)),
                     Err(err) => {
                         tracing::error!("{err}; this sink stays off until the config changes")

@@ -215,6 +215,12 @@ pub struct TraceStats {
     pub refused: KindCounts,
     /// Tracer telemetry requests answered (`/telemetry/proxy/…`).
     pub telemetry_requests: Counter,
+    /// Tracer telemetry requests handed to a Datadog sink (counted by the
+    /// pipeline; the sink's `sent.telemetry` counts what its intake accepted).
+    pub telemetry_forwarded: Counter,
+    /// Tracer telemetry requests not forwarded, by reason (`no_datadog_sink`,
+    /// `queue_full`, `too_large`, `incomplete_body`).
+    pub telemetry_dropped: KindCounts,
     /// Spans counted in APM stats.
     pub stats_spans: Gauge,
     /// Spans left out of APM stats because the group limit was reached.
@@ -232,6 +238,8 @@ pub struct ItemCounts {
     pub spans: Counter,
     /// Events and service checks.
     pub events: Counter,
+    /// Tracer telemetry requests (`/telemetry/proxy/…`), passed on as they came.
+    pub telemetry: Counter,
 }
 
 /// Failed send attempts of a network sink, by kind.
@@ -254,7 +262,8 @@ pub struct SendErrors {
 /// What one sink did: counters, the buffer's fill, the last success and error.
 ///
 /// Network sinks share the machinery of `sinks::delivery`, which keeps these;
-/// `/status` lists every live sink under `sinks`.
+/// the jsonl sink's writer keeps the ones that apply to a file. `/status`
+/// lists every live sink under `sinks`.
 #[derive(Debug, Default, Serialize)]
 pub struct SinkStats {
     /// The sink as `/status` names it, e.g. `datadog datadoghq.com`.
@@ -269,6 +278,9 @@ pub struct SinkStats {
     pub retries: Counter,
     /// Failed attempts, by kind.
     pub errors: SendErrors,
+    /// Failed file operations of the jsonl sink, by kind of I/O error
+    /// (`storage_full`, `permission_denied`…); each is retried.
+    pub io_errors: KindCounts,
     /// Items dropped, oldest first, because the buffer was full.
     pub dropped: ItemCounts,
     /// Items in batches the backend refused with a non-retryable 4xx.

@@ -89,3 +89,18 @@ pub enum Telemetry {
     /// A service check.
     ServiceCheck(ServiceCheck),
 }
+
+/// A tracer's own telemetry (`POST /telemetry/proxy/<path>`): not data of
+/// the app but the tracer's report on itself, which a Datadog sink passes on
+/// to the instrumentation telemetry intake as it came. It travels the
+/// pipeline's queue beside [`Telemetry`] and is neither tagged nor encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracerTelemetry {
+    /// Path and query after `/telemetry/proxy`, e.g. `/api/v2/apmtelemetry`.
+    pub path: String,
+    /// The tracer's headers (`Content-Type`, `DD-Telemetry-Request-Type`, …),
+    /// without hop-by-hop headers and credentials.
+    pub headers: http::HeaderMap,
+    /// The body as sent.
+    pub body: bytes::Bytes,
+}

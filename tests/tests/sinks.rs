@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use dynoscope_sidecar::stats::SinkStats;
 use dynoscope_sidecar::telemetry::{
     Event, MetricType, Point, ServiceCheck, Span, Telemetry, TraceChunk,
 };
-use dynoscope_tests::harness::{python, render};
+use dynoscope_tests::harness::{python, render, status_of, Sidecar};
 use dynoscope_tests::intake::{get, Intake, Prometheus};
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::{bin, wait_for};
@@ -860,4 +862,188 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// A sidecar for tracer telemetry: the trace receiver on its own port, `sinks` as given,
+/// running `app` (argv). Returns it with its admin and trace ports.
+fn telemetry_sidecar(
+    dir: &Path,
+    sinks: &str,
+    app: &[&str],
+    env: &[(&str, &str)],
+) -> (Sidecar, u16, u16) {
+    let (admin, apm) = (free_port(), free_port());
+    let spec = format!(
+        "  service: shop\n  env: test\n  admin: {{port: {admin}}}\n  apm: {{port: {apm}}}\n  \
+         dogstatsd: {{enabled: false}}\n  processMetrics: {{enabled: false}}\n  sinks:\n{sinks}"
+    );
+    let config = dir.join("web.1.yaml");
+    std::fs::write(&config, render(&spec)).unwrap();
+    let config = config.display().to_string();
+    let mut args = vec!["run", "--config", &config, "--"];
+    args.extend_from_slice(app);
+    let sidecar = Sidecar::start(dir, &args, env);
+    wait_for(Duration::from_secs(15), "the sidecar's /status", || {
+        status_of(admin).filter(|s| s["app"]["state"] == "running")
+    });
+    (sidecar, admin, apm)
+}
+
+/// `POST` to 127.0.0.1:`port` on a fresh connection; returns the status.
+fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {response:?}"))
+}
+
+/// The real ddtrace, with instrumentation telemetry on and a 1 s heartbeat;
+/// it runs until the sidecar stops it.
+const TELEMETRY_APP: &str = r#"
+import time
+from ddtrace.trace import tracer
+with tracer.trace("web.request", service="shop", resource="GET /cart"):
+    pass
+tracer.flush()
+time.sleep(120)
+"#;
+
+#[test]
+fn ddtrace_telemetry_reaches_the_telemetry_intake_with_the_tracers_headers_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start();
+    let script = dir.path().join("app.py");
+    std::fs::write(&script, TELEMETRY_APP).unwrap();
+    let (python, script) = (python(), script.display().to_string());
+    let sinks = format!(
+        "  - {{type: datadog, apiKey: {{fromEnv: DD_API_KEY}}, endpoint: \"{}\"}}\n",
+        intake.url
+    );
+    let (sidecar, admin, apm) = telemetry_sidecar(
+        dir.path(),
+        &sinks,
+        &[&python, &script],
+        &[
+            ("DD_API_KEY", KEY),
+            ("DD_INSTRUMENTATION_TELEMETRY_ENABLED", "true"),
+            ("DD_TELEMETRY_HEARTBEAT_INTERVAL", "1"),
+        ],
+    );
+    let started = wait_for(
+        Duration::from_secs(30),
+        "ddtrace's app-started at the telemetry intake",
+        || {
+            intake
+                .accepted("/api/v2/apmtelemetry")
+                .into_iter()
+                .find(|r| r.header("dd-telemetry-request-type") == Some("app-started"))
+        },
+    );
+    assert_eq!(started.method, "POST");
+    // The tracer's headers, as it sent them …
+    assert_eq!(started.header("content-type"), Some("application/json"));
+    assert_eq!(started.header("dd-telemetry-api-version"), Some("v2"));
+    assert_eq!(started.header("dd-client-library-language"), Some("python"));
+    assert!(started.header("dd-session-id").is_some(), "{started:?}");
+    assert_eq!(
+        started.header("content-encoding"),
+        None,
+        "the body goes as the tracer sent it"
+    );
+    // … and the tracer's body.
+    let body: Value = serde_json::from_slice(&started.body).unwrap();
+    assert_eq!(body["request_type"], "app-started");
+    assert_eq!(body["api_version"], "v2");
+    assert_eq!(body["application"]["service_name"], "shop");
+    assert_eq!(body["application"]["env"], "test");
+    assert_eq!(
+        started.header("dd-client-library-version"),
+        body["application"]["tracer_version"].as_str()
+    );
+    // What the agent adds.
+    assert_eq!(started.header("dd-api-key"), Some(KEY));
+    assert_eq!(started.header("dd-agent-hostname"), Some("shop.web.1"));
+    assert_eq!(started.header("dd-agent-env"), Some("test"));
+
+    // A request that brings its own key, on another path, is sent with the sink's to that path.
+    let code = post(
+        apm,
+        "/telemetry/proxy/api/v2/apmtelemetry?probe=1",
+        &[
+            ("Content-Type", "application/json"),
+            ("DD-Telemetry-Request-Type", "app-heartbeat"),
+            ("DD-API-KEY", "the-tracers-own-key"),
+        ],
+        br#"{"request_type":"app-heartbeat","runtime_id":"probe"}"#,
+    );
+    assert_eq!(code, 202);
+    let probe = wait_for(Duration::from_secs(10), "the probe at the intake", || {
+        intake
+            .accepted("/api/v2/apmtelemetry?probe=1")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(probe.header("dd-api-key"), Some(KEY));
+    assert_eq!(
+        probe.body,
+        br#"{"request_type":"app-heartbeat","runtime_id":"probe"}"#
+    );
+
+    let status = status_of(admin).unwrap();
+    let traces = &status["counters"]["traces"];
+    let forwarded = traces["telemetry_forwarded"].as_u64().unwrap();
+    assert!(forwarded >= 2, "{traces}");
+    assert!(traces["telemetry_requests"].as_u64().unwrap() >= forwarded);
+    let sink = status["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with("datadog"))
+        .unwrap();
+    assert!(sink["sent"]["telemetry"].as_u64().unwrap() >= 2, "{sink}");
+    assert!(!status.to_string().contains(KEY), "/status shows the key");
+    let stderr = sidecar.stderr();
+    assert!(!stderr.contains(KEY), "stderr leaks the key: {stderr}");
+}
+
+#[test]
+fn without_a_datadog_sink_tracer_telemetry_is_answered_and_counted_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let sinks = format!("  - {{type: jsonl, path: {}}}\n", jsonl.display());
+    let (_sidecar, admin, apm) = telemetry_sidecar(dir.path(), &sinks, &["sleep", "600"], &[]);
+    let code = post(
+        apm,
+        "/telemetry/proxy/api/v2/apmtelemetry",
+        &[
+            ("Content-Type", "application/json"),
+            ("DD-Telemetry-Request-Type", "app-started"),
+        ],
+        br#"{"request_type":"app-started"}"#,
+    );
+    assert_eq!(code, 202);
+    let traces = status_of(admin).unwrap()["counters"]["traces"].clone();
+    assert_eq!(traces["telemetry_requests"], 1, "{traces}");
+    assert_eq!(
+        traces["telemetry_dropped"]["no_datadog_sink"], 1,
+        "{traces}"
+    );
+    assert_eq!(traces["telemetry_forwarded"], 0, "{traces}");
 }

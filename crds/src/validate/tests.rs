@@ -166,6 +166,37 @@ const CASES: &[(&str, &str, &str, Severity)] = &[
         "empty",
         Severity::Error,
     ),
+    // The jsonl sink's bounds.
+    (
+        "{sinks: [{type: jsonl, path: /tmp/t.jsonl, maxBytes: 0}]}",
+        "spec.sinks[0].maxBytes",
+        "is 0: give the size in bytes",
+        Severity::Error,
+    ),
+    (
+        "{sinks: [{type: jsonl, path: /tmp/t.jsonl, maxFiles: 0}]}",
+        "spec.sinks[0].maxFiles",
+        "keep 1 to 1000 rotated files",
+        Severity::Error,
+    ),
+    (
+        "{sinks: [{type: jsonl, path: /tmp/t.jsonl, maxFiles: 100000}]}",
+        "spec.sinks[0].maxFiles",
+        "keep 1 to 1000 rotated files",
+        Severity::Error,
+    ),
+    (
+        "{sinks: [{type: jsonl, path: /tmp/t.jsonl, bufferBytes: 0}]}",
+        "spec.sinks[0].bufferBytes",
+        "at least 65536 bytes",
+        Severity::Error,
+    ),
+    (
+        "{sinks: [{type: datadog, apiKey: {fromEnv: K}, bufferBytes: 0}]}",
+        "spec.sinks[0].bufferBytes",
+        "at least 65536 bytes",
+        Severity::Error,
+    ),
 ];
 
 #[test]
@@ -178,6 +209,68 @@ fn every_rule_names_its_field() {
         };
         assert!(problem.message.contains(words), "{yaml}: {problem}");
         assert_eq!(problem.severity, *severity, "{yaml}: {problem}");
+    }
+}
+
+#[test]
+fn jsonl_rotation_and_buffer_fields_are_read() {
+    let yaml = "{sinks: [{type: jsonl, path: /tmp/t.jsonl, maxBytes: 1048576, maxFiles: 3, bufferBytes: 65536}]}";
+    let spec = spec(yaml);
+    assert_eq!(
+        spec.sinks,
+        [SinkSpec::Jsonl {
+            path: "/tmp/t.jsonl".into(),
+            max_bytes: Some(1_048_576),
+            max_files: Some(3),
+            buffer_bytes: Some(65_536),
+        }]
+    );
+    let problems = validate(&spec, None, None);
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// A field of another sink type cannot reach `validate` (a `SinkSpec` has
+/// no room for it): reading the manifest refuses it, naming the sink, the
+/// field and the types it belongs to.
+#[test]
+fn fields_of_another_sink_type_are_refused_when_read() {
+    let cases = [
+        (
+            "{sinks: [{type: stdout}, {type: datadog, apiKey: {fromEnv: K}, maxBytes: 10}]}",
+            "spec.sinks[1]: `maxBytes` is not a field of datadog sinks (only of jsonl): remove it",
+        ),
+        (
+            "{sinks: [{type: prometheus, maxFiles: 2}]}",
+            "spec.sinks[0]: `maxFiles` is not a field of prometheus sinks (only of jsonl)",
+        ),
+        (
+            "{sinks: [{type: otlp, endpoint: 'http://c:4318', bufferBytes: 65536}]}",
+            "spec.sinks[0]: `bufferBytes` is not a field of otlp sinks (only of datadog, jsonl)",
+        ),
+        (
+            "{sinks: [{type: jsonl, path: /tmp/t.jsonl, site: datadoghq.eu}]}",
+            "spec.sinks[0]: `site` is not a field of jsonl sinks (only of datadog)",
+        ),
+        (
+            "{sinks: [{type: jsonl, maxBytes: 10}]}",
+            "spec.sinks[0]: missing field `path`: a jsonl sink needs it",
+        ),
+        (
+            "{sinks: [{type: jsonl, path: /tmp/t.jsonl, maxBytes: ten}]}",
+            "spec.sinks[0].maxBytes: invalid type",
+        ),
+        (
+            "{sinks: [{type: jsonl, path: /tmp/t.jsonl, maxbytes: 10}]}",
+            "spec.sinks[0].maxbytes: unknown field `maxbytes`",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let text = format!("apiVersion: dynoscope.dev/v1alpha1\nkind: ObservabilityConfig\nmetadata: {{name: shop}}\nspec: {yaml}\n");
+        let err = match parse_documents(&text, "t.yaml") {
+            Ok(configs) => panic!("{yaml}: read as {:?}", configs[0].spec.sinks),
+            Err(err) => err.to_string(),
+        };
+        assert!(err.contains(want), "{yaml}: want {want:?} in {err}");
     }
 }
 

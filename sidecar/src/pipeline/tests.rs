@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::sinks::SinkError;
-use crate::telemetry::{MetricType, Point};
+use crate::telemetry::{MetricType, Point, TracerTelemetry};
 
 /// Every point a recorder saw, with the tags of the config that built it.
 type Seen = Arc<Mutex<Vec<(Vec<String>, Point)>>>;
@@ -144,6 +144,71 @@ async fn a_panicking_sink_is_contained_and_the_pipeline_restarts() {
     );
     assert_eq!(stats.pipeline.panics.get(), 1);
     assert!(pipeline.shutdown(Duration::from_secs(1)).await);
+}
+
+/// Takes every tracer telemetry request, as the Datadog sink does; records their paths.
+#[derive(Debug)]
+struct Forwarder(Arc<Mutex<Vec<String>>>);
+
+impl Sink for Forwarder {
+    fn write(&mut self, _batch: &[Telemetry]) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn forward_tracer_telemetry(&mut self, request: &TracerTelemetry) -> bool {
+        if let Ok(mut paths) = self.0.lock() {
+            paths.push(request.path.clone());
+        }
+        true
+    }
+}
+
+fn tracer_telemetry(path: &str) -> TracerTelemetry {
+    TracerTelemetry {
+        path: path.into(),
+        headers: http::HeaderMap::new(),
+        body: bytes::Bytes::from_static(b"{}"),
+    }
+}
+
+#[tokio::test]
+async fn tracer_telemetry_goes_to_the_sinks_that_forward_it_or_is_counted_as_dropped() {
+    let stats = Arc::new(Stats::default());
+    let (seen, recorders) = recorder();
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let forwarded = paths.clone();
+    // Dyno web.1 has a forwarding sink beside the recorder; others only the recorder.
+    let factory: SinkFactory = Arc::new(move |config: &PipelineConfig| {
+        let mut sinks = recorders(config);
+        if config.dyno == "web.1" {
+            sinks.push(Box::new(Forwarder(forwarded.clone())));
+        }
+        sinks
+    });
+    let web1 = PipelineConfig {
+        dyno: "web.1".into(),
+        ..config(&[])
+    };
+    let pipeline = spawn_with(web1, stats.clone(), factory);
+    let handle = pipeline.handle();
+    assert!(handle.forward_tracer_telemetry(tracer_telemetry("/api/v2/apmtelemetry")));
+    handle.send(point("one"));
+    // Items are handled in order: once "one" is written, the request before it was offered.
+    wait_for(&seen, 1).await;
+    let paths_now = || paths.lock().map(|p| p.clone()).unwrap_or_default();
+    assert_eq!(paths_now(), ["/api/v2/apmtelemetry"]);
+    assert_eq!(stats.traces.telemetry_forwarded.get(), 1);
+
+    pipeline.reconfigure(config(&[]));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(handle.forward_tracer_telemetry(tracer_telemetry("/api/v2/apmtelemetry")));
+    handle.send(point("two"));
+    wait_for(&seen, 2).await;
+    assert_eq!(paths_now().len(), 1, "no sink forwards it now");
+    assert_eq!(stats.traces.telemetry_dropped.get("no_datadog_sink"), 1);
+    assert_eq!(stats.traces.telemetry_forwarded.get(), 1);
+    assert!(pipeline.shutdown(Duration::from_secs(1)).await);
+    assert_eq!(stats.pipeline.processed.get(), 4);
 }
 
 #[test]

@@ -6,20 +6,21 @@
 //! | traces | `https://trace.agent.<site>/api/v0.2/traces` | protobuf `AgentPayload` ([`crate::proto::datadog`]), one `TracerPayload` per trace chunk |
 //! | events | `https://api.<site>/api/v1/events` | JSON, one event per request |
 //! | service checks | `https://api.<site>/api/v1/check_run` | JSON array |
+//! | tracer telemetry | `https://instrumentation-telemetry-intake.<site>/<path>` | as the tracer sent it to `/telemetry/proxy/<path>` |
 //!
 //! Every request carries `DD-API-KEY` (resolved from the referenced
 //! environment variable when the sink is built, marked sensitive, never
-//! logged) and is gzip-compressed. `endpoint` replaces both hosts with one
-//! base URL (a proxy, or a test's recording endpoint).
+//! logged) and is gzip-compressed, except tracer telemetry: that request
+//! keeps the tracer's body and headers (`Content-Type`,
+//! `DD-Telemetry-Request-Type`, `DD-Client-Library-Language`, …) and gains,
+//! as the trace-agent adds them, `DD-Agent-Hostname` and `DD-Agent-Env`.
+//! `endpoint` replaces every host with one base URL (a proxy, or a test's
+//! recording endpoint).
 //!
 //! Distributions: the aggregator emits DogStatsD distributions as percentile
 //! gauges (`.p50`, `.p95`, … as configured) and `.count`, so this sink sends
 //! no sketches to `/api/beta/sketches`; a distribution's percentiles are
 //! therefore per dyno and cannot be re-aggregated across dynos in Datadog.
-//!
-//! TODO: the tracer telemetry proxy (`/telemetry/proxy/*` →
-//! `instrumentation-telemetry-intake.<site>`) is not forwarded yet; the trace
-//! receiver answers it and drops the body.
 
 use std::collections::HashMap;
 
@@ -28,10 +29,12 @@ use http::Uri;
 use prost::Message;
 use serde::Serialize;
 
-use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind};
+use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind, Target};
 use super::{Sink, SinkError};
 use crate::proto::datadog as pb;
-use crate::telemetry::{Event, MetricType, Point, ServiceCheck, Telemetry, TraceChunk};
+use crate::telemetry::{
+    Event, MetricType, Point, ServiceCheck, Telemetry, TraceChunk, TracerTelemetry,
+};
 
 /// The default site.
 pub const DEFAULT_SITE: &str = "datadoghq.com";
@@ -40,6 +43,7 @@ const SERIES: usize = 0;
 const TRACES: usize = 1;
 const EVENTS: usize = 2;
 const CHECKS: usize = 3;
+const TRACER_TELEMETRY: usize = 4;
 
 /// Where and as whom the sink sends.
 #[derive(Clone, Debug)]
@@ -54,15 +58,17 @@ pub struct DatadogOptions {
     pub api_key_source: String,
     /// Host name of items that carry none.
     pub hostname: String,
-    /// `env` of the trace payload (the dyno's `env:` tag).
+    /// `env` of the trace payload and `DD-Agent-Env` of tracer telemetry (the dyno's `env:` tag).
     pub env: String,
 }
 
-/// Sends points, traces, events and service checks to Datadog.
+/// Sends points, traces, events, service checks and tracer telemetry to Datadog.
 #[derive(Debug)]
 pub struct DatadogSink {
     delivery: Delivery,
     hostname: String,
+    /// Base URL of the instrumentation telemetry intake; a request's path is appended.
+    telemetry_intake: String,
 }
 
 impl DatadogSink {
@@ -85,14 +91,15 @@ impl DatadogSink {
         {
             return Err(format!("sink {name}: site {site:?} is not a host name such as datadoghq.com or datadoghq.eu"));
         }
-        let (api, trace) = match &options.endpoint {
-            Some(base) => (
-                base.trim_end_matches('/').to_owned(),
-                base.trim_end_matches('/').to_owned(),
-            ),
+        let (api, trace, telemetry) = match &options.endpoint {
+            Some(base) => {
+                let base = base.trim_end_matches('/');
+                (base.to_owned(), base.to_owned(), base.to_owned())
+            }
             None => (
                 format!("https://api.{site}"),
                 format!("https://trace.agent.{site}"),
+                format!("https://instrumentation-telemetry-intake.{site}"),
             ),
         };
         let uri = |base: &str, path: &str| -> Result<Uri, String> {
@@ -113,6 +120,27 @@ impl DatadogSink {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             headers
         };
+        // The tracer's request keeps its content type; the agent's headers are added.
+        let mut telemetry_headers = HeaderMap::new();
+        telemetry_headers.insert(HeaderName::from_static("dd-api-key"), key.clone());
+        let env = if options.env.is_empty() {
+            "none"
+        } else {
+            &options.env
+        };
+        for (header, value) in [
+            ("dd-agent-hostname", options.hostname.as_str()),
+            ("dd-agent-env", env),
+        ] {
+            match HeaderValue::from_str(value) {
+                Ok(value) => {
+                    telemetry_headers.insert(HeaderName::from_static(header), value);
+                }
+                Err(_) => tracing::warn!(
+                    "sink {name}: {value:?} is not a valid HTTP header value; tracer telemetry goes without {header}"
+                ),
+            }
+        }
         let agent = pb::AgentPayload {
             host_name: options.hostname.clone(),
             env: options.env.clone(),
@@ -166,12 +194,25 @@ impl DatadogSink {
                 suffix: b"]",
                 max_entries: usize::MAX,
             },
+            Endpoint {
+                name: "telemetry",
+                // Each request goes to its own path (see `forward_tracer_telemetry`).
+                uri: uri(&telemetry, "/api/v2/apmtelemetry")?,
+                headers: telemetry_headers,
+                compression: Compression::None,
+                kind: ItemKind::Telemetry,
+                prefix: Vec::new(),
+                separator: b"",
+                suffix: b"",
+                max_entries: 1,
+            },
         ];
         let stats = crate::stats::sinks().register(&name);
         let delivery = Delivery::start(name, endpoints, config, stats)?;
         Ok(DatadogSink {
             delivery,
             hostname: options.hostname.clone(),
+            telemetry_intake: telemetry,
         })
     }
 }
@@ -206,6 +247,22 @@ impl Sink for DatadogSink {
     fn flush(&mut self) -> Result<(), SinkError> {
         self.delivery.flush();
         Ok(())
+    }
+
+    fn forward_tracer_telemetry(&mut self, request: &TracerTelemetry) -> bool {
+        let Ok(uri) = format!("{}{}", self.telemetry_intake, request.path).parse() else {
+            return false;
+        };
+        let entry = Entry {
+            bytes: request.body.to_vec(),
+            items: 1,
+        };
+        let target = Target {
+            uri,
+            headers: request.headers.clone(),
+        };
+        self.delivery.push_to(TRACER_TELEMETRY, entry, target);
+        true
     }
 }
 

@@ -19,6 +19,10 @@
 //! therefore costs one sink its oldest data, never the pipeline its time:
 //! nothing here waits on the network except [`Delivery::flush`].
 //!
+//! A proxied request (the tracers' own telemetry) is pushed with a
+//! [`Target`] of its own: its URL and headers travel with the entry, and it
+//! goes alone in its batch, uncompressed unless it came compressed.
+//!
 //! [`Delivery::flush`] (before a reconfiguration and at shutdown) sends
 //! everything now and waits up to [`DeliveryConfig::flush_wait`]; what is
 //! still undelivered then is logged and counted in `unflushed`, and stays
@@ -93,10 +97,17 @@ pub enum ItemKind {
     Spans,
     /// Events and service checks.
     Events,
+    /// Tracer telemetry requests, passed on as they came.
+    Telemetry,
 }
 
 impl ItemKind {
-    const ALL: [ItemKind; 3] = [ItemKind::Points, ItemKind::Spans, ItemKind::Events];
+    const ALL: [ItemKind; 4] = [
+        ItemKind::Points,
+        ItemKind::Spans,
+        ItemKind::Events,
+        ItemKind::Telemetry,
+    ];
 
     fn index(self) -> usize {
         self as usize
@@ -107,6 +118,7 @@ impl ItemKind {
             ItemKind::Points => &counts.points,
             ItemKind::Spans => &counts.spans,
             ItemKind::Events => &counts.events,
+            ItemKind::Telemetry => &counts.telemetry,
         }
     }
 
@@ -115,6 +127,7 @@ impl ItemKind {
             ItemKind::Points => "points",
             ItemKind::Spans => "spans",
             ItemKind::Events => "events/checks",
+            ItemKind::Telemetry => "tracer telemetry requests",
         }
     }
 }
@@ -126,6 +139,8 @@ pub enum Compression {
     Gzip,
     /// Snappy block format, `Content-Encoding: snappy` (Prometheus remote write).
     Snappy,
+    /// As it is, no `Content-Encoding` added: a proxied body keeps the tracer's.
+    None,
 }
 
 /// One URL a sink posts to, and how its entries become a body.
@@ -158,6 +173,27 @@ pub struct Entry {
     pub bytes: Vec<u8>,
     /// How many items (points, spans, events) it holds.
     pub items: u64,
+}
+
+/// Where one entry goes instead of its endpoint's URL, and the headers it
+/// adds: a proxied request keeps the path and headers it came with. The
+/// endpoint's own headers (credentials) win over these.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// The full URL.
+    pub uri: Uri,
+    /// Headers of this request only.
+    pub headers: HeaderMap,
+}
+
+/// An entry in an endpoint's queue.
+#[derive(Debug)]
+struct Queued {
+    /// Push order across endpoints: the oldest is evicted first.
+    seq: u64,
+    entry: Entry,
+    /// Set for a proxied request, which goes alone in its batch.
+    target: Option<Target>,
 }
 
 /// The producer's side of a sink's delivery task.
@@ -193,21 +229,33 @@ struct Shared {
 const ENTRY_OVERHEAD: u64 = 64;
 
 /// The bytes an entry is charged against the buffer: what it really holds in memory.
-fn cost(entry: &Entry) -> u64 {
-    entry.bytes.capacity() as u64 + ENTRY_OVERHEAD
+fn cost(entry: &Entry, target: Option<&Target>) -> u64 {
+    let headers = target.map_or(0, |t| {
+        t.headers
+            .iter()
+            .map(|(name, value)| (name.as_str().len() + value.len()) as u64 + ENTRY_OVERHEAD)
+            .sum()
+    });
+    entry.bytes.capacity() as u64 + ENTRY_OVERHEAD + headers
+}
+
+impl Queued {
+    fn cost(&self) -> u64 {
+        cost(&self.entry, self.target.as_ref())
+    }
 }
 
 #[derive(Debug, Default)]
 struct Buffer {
-    /// Per endpoint: (sequence number, entry), oldest first.
-    queues: Vec<VecDeque<(u64, Entry)>>,
+    /// Per endpoint: its entries, oldest first.
+    queues: Vec<VecDeque<Queued>>,
     /// Per endpoint: the cost of its queued entries.
     queue_bytes: Vec<u64>,
     queued_bytes: u64,
     in_flight_bytes: u64,
     next_seq: u64,
     /// Items queued or in flight, by [`ItemKind`].
-    pending: [u64; 3],
+    pending: [u64; 4],
 }
 
 impl Buffer {
@@ -221,6 +269,8 @@ impl Buffer {
 /// A batch taken from the buffer.
 struct Batch {
     endpoint: usize,
+    /// A proxied request's own URL and headers.
+    target: Option<Target>,
     body: Bytes,
     items: u64,
     raw_bytes: u64,
@@ -268,14 +318,24 @@ impl Delivery {
     /// Queues `entry` for `endpoint` (an index into the endpoints given to
     /// [`Delivery::start`]); drops the oldest entries when the buffer is full.
     pub fn push(&self, endpoint: usize, entry: Entry) {
+        self.enqueue(endpoint, entry, None);
+    }
+
+    /// Queues a proxied request for `endpoint`: `entry` is its body, sent
+    /// alone to `target`'s URL with its headers added to the endpoint's.
+    pub fn push_to(&self, endpoint: usize, entry: Entry, target: Target) {
+        self.enqueue(endpoint, entry, Some(target));
+    }
+
+    fn enqueue(&self, endpoint: usize, entry: Entry, request: Option<Target>) {
         let shared = &self.shared;
         let Some(target) = shared.endpoints.get(endpoint) else {
             return;
         };
-        let size = cost(&entry);
+        let size = cost(&entry, request.as_ref());
         let capacity = shared.config.buffer_bytes;
         let mut buffer = shared.lock();
-        let mut dropped = [0u64; 3];
+        let mut dropped = [0u64; 4];
         // An entry that cannot fit beside the batch in flight evicts nothing.
         let fits = buffer.in_flight_bytes + size <= capacity;
         while fits && buffer.queued_bytes + buffer.in_flight_bytes + size > capacity {
@@ -284,15 +344,15 @@ impl Delivery {
                 .queues
                 .iter()
                 .enumerate()
-                .filter_map(|(i, q)| q.front().map(|(seq, _)| (*seq, i)))
+                .filter_map(|(i, q)| q.front().map(|old| (old.seq, i)))
                 .min();
             let Some((_, index)) = oldest else { break };
-            if let Some((_, old)) = buffer.queues[index].pop_front() {
+            if let Some(old) = buffer.queues[index].pop_front() {
                 let kind = shared.endpoints[index].kind;
-                buffer.queued_bytes -= cost(&old);
-                buffer.queue_bytes[index] -= cost(&old);
-                buffer.pending[kind.index()] -= old.items;
-                dropped[kind.index()] += old.items;
+                buffer.queued_bytes -= old.cost();
+                buffer.queue_bytes[index] -= old.cost();
+                buffer.pending[kind.index()] -= old.entry.items;
+                dropped[kind.index()] += old.entry.items;
             }
         }
         if buffer.queued_bytes + buffer.in_flight_bytes + size > capacity {
@@ -303,7 +363,11 @@ impl Delivery {
             buffer.next_seq += 1;
             buffer.queued_bytes += size;
             buffer.pending[target.kind.index()] += entry.items;
-            buffer.queues[endpoint].push_back((seq, entry));
+            buffer.queues[endpoint].push_back(Queued {
+                seq,
+                entry,
+                target: request,
+            });
             buffer.queue_bytes[endpoint] += size;
             if buffer.queue_bytes[endpoint] >= shared.config.batch_bytes as u64 {
                 shared.wake.notify_one();
@@ -332,8 +396,8 @@ impl Delivery {
 
     /// Sends everything buffered now and waits up to [`DeliveryConfig::flush_wait`]
     /// for it to be delivered; returns the items still undelivered, by kind
-    /// (points, spans, events), which are also logged and counted.
-    pub fn flush(&self) -> [u64; 3] {
+    /// (points, spans, events, tracer telemetry), which are also logged and counted.
+    pub fn flush(&self) -> [u64; 4] {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.config.flush_wait;
         shared
@@ -377,11 +441,12 @@ impl Delivery {
                 .clone()
                 .unwrap_or_else(|| "none".to_owned());
             tracing::warn!(
-                "sink {}: {} points, {} spans and {} events/checks not delivered within the {:?} flush (last error: {last}); they stay queued while the sidecar runs",
+                "sink {}: {} points, {} spans, {} events/checks and {} tracer telemetry requests not delivered within the {:?} flush (last error: {last}); they stay queued while the sidecar runs",
                 shared.name,
                 pending[0],
                 pending[1],
                 pending[2],
+                pending[3],
                 shared.config.flush_wait,
             );
         }
@@ -423,39 +488,49 @@ impl Shared {
             .iter()
             .enumerate()
             .filter(|(i, _)| !buffer.queues[*i].is_empty())
-            .min_by_key(|(i, _)| buffer.queues[*i].front().map(|(seq, _)| *seq))?;
+            .min_by_key(|(i, _)| buffer.queues[*i].front().map(|q| q.seq))?;
         let mut raw = endpoint.prefix.clone();
         let (mut items, mut taken, mut raw_bytes) = (0u64, 0usize, 0u64);
-        while let Some((_, entry)) = buffer.queues[index].front() {
-            let fits = raw.len() + entry.bytes.len() <= self.config.batch_bytes;
-            if taken > 0 && (!fits || taken >= endpoint.max_entries) {
+        let mut target = None;
+        while let Some(next) = buffer.queues[index].front() {
+            let fits = raw.len() + next.entry.bytes.len() <= self.config.batch_bytes;
+            let alone = next.target.is_some();
+            if taken > 0 && (!fits || taken >= endpoint.max_entries || alone) {
                 break;
             }
-            let Some((_, entry)) = buffer.queues[index].pop_front() else {
+            let Some(queued) = buffer.queues[index].pop_front() else {
                 break;
             };
             if taken > 0 {
                 raw.extend_from_slice(endpoint.separator);
             }
-            raw.extend_from_slice(&entry.bytes);
-            items += entry.items;
-            raw_bytes += cost(&entry);
+            raw.extend_from_slice(&queued.entry.bytes);
+            items += queued.entry.items;
+            raw_bytes += queued.cost();
             taken += 1;
+            if alone {
+                target = queued.target;
+                break;
+            }
         }
         raw.extend_from_slice(endpoint.suffix);
         buffer.queued_bytes -= raw_bytes;
         buffer.queue_bytes[index] -= raw_bytes;
         buffer.in_flight_bytes += raw_bytes;
         drop(buffer);
-        let body = match compress(endpoint.compression, &raw) {
-            Ok(body) => body,
-            Err(err) => {
-                tracing::error!("sink {}: cannot compress a batch: {err}", self.name);
-                Bytes::from(raw)
-            }
+        let body = match endpoint.compression {
+            Compression::None => Bytes::from(raw),
+            compression => match compress(compression, &raw) {
+                Ok(body) => body,
+                Err(err) => {
+                    tracing::error!("sink {}: cannot compress a batch: {err}", self.name);
+                    Bytes::from(raw)
+                }
+            },
         };
         Some(Batch {
             endpoint: index,
+            target,
             body,
             items,
             raw_bytes,
@@ -512,6 +587,7 @@ fn http_client() -> Result<HttpClient, String> {
 
 fn compress(compression: Compression, raw: &[u8]) -> std::io::Result<Bytes> {
     match compression {
+        Compression::None => Ok(Bytes::copy_from_slice(raw)),
         Compression::Gzip => {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(raw.len() / 4),
@@ -547,11 +623,12 @@ async fn run(shared: Arc<Shared>, client: HttpClient) {
                 let left = shared.lock().pending;
                 if left.iter().any(|&n| n > 0) {
                     tracing::warn!(
-                        "sink {} (removed): gave up on {} points, {} spans, {} events/checks",
+                        "sink {} (removed): gave up on {} points, {} spans, {} events/checks, {} tracer telemetry requests",
                         shared.name,
                         left[0],
                         left[1],
-                        left[2]
+                        left[2],
+                        left[3]
                     );
                 }
                 return;
@@ -651,20 +728,28 @@ async fn attempt_once(
     refused_logged: &mut BTreeSet<u16>,
 ) -> Outcome {
     let stats = &shared.stats;
-    let mut request = Request::post(endpoint.uri.clone());
+    let uri = batch.target.as_ref().map_or(&endpoint.uri, |t| &t.uri);
+    let mut request = Request::post(uri.clone());
     if let Some(headers) = request.headers_mut() {
+        if let Some(target) = &batch.target {
+            headers.extend(target.headers.clone());
+        }
+        // Extending replaces same-named headers: the endpoint's credentials win.
         headers.extend(endpoint.headers.clone());
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("dynoscope/", env!("CARGO_PKG_VERSION"))),
-        );
-        headers.insert(
-            CONTENT_ENCODING,
-            HeaderValue::from_static(match endpoint.compression {
-                Compression::Gzip => "gzip",
-                Compression::Snappy => "snappy",
-            }),
-        );
+        headers
+            .entry(USER_AGENT)
+            .or_insert(HeaderValue::from_static(concat!(
+                "dynoscope/",
+                env!("CARGO_PKG_VERSION")
+            )));
+        let encoding = match endpoint.compression {
+            Compression::Gzip => Some("gzip"),
+            Compression::Snappy => Some("snappy"),
+            Compression::None => None,
+        };
+        if let Some(encoding) = encoding {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
     }
     let request = match request.body(Full::new(batch.body.clone())) {
         Ok(request) => request,

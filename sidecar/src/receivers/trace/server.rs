@@ -6,7 +6,7 @@
 //! | `/info` | GET | the endpoints served and the receiver's config |
 //! | `/v0.3/traces`, `/v0.4/traces` | PUT, POST | msgpack or JSON → `{"rate_by_service":…}` |
 //! | `/v0.5/traces` | PUT, POST | msgpack string-table form → same |
-//! | `/telemetry/proxy/…` | POST | 202, body dropped |
+//! | `/telemetry/proxy/…` | POST | 202; queued for the Datadog sinks, or dropped when there is none |
 //!
 //! Every decoded chunk is counted in APM stats first; chunks whose sampling
 //! priority is ≤ 0 are then dropped unless `apm.keepRejected`, and the rest
@@ -19,6 +19,13 @@
 //!
 //! APM stats are flushed to the pipeline every second (closed buckets) and
 //! all at once at shutdown.
+//!
+//! Tracer telemetry is the tracer's report on itself (`app-started`,
+//! heartbeats, …), which the trace-agent proxies to Datadog's
+//! instrumentation telemetry intake. The receiver answers 202 at once and
+//! queues path, headers and body in the pipeline ([`TracerTelemetry`]), where
+//! a Datadog sink takes it; without a Datadog sink in the config the body is
+//! not even read. Every request is counted, and every drop by reason.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,10 +35,11 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use dynoscope_crds::observability::SinkSpec;
 use dynoscope_crds::DynoConfig;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -42,7 +50,7 @@ use crate::pipeline::PipelineHandle;
 use crate::sampler::unix_now;
 use crate::stats::Stats;
 use crate::status::StatusBoard;
-use crate::telemetry::{Telemetry, TraceChunk};
+use crate::telemetry::{Telemetry, TraceChunk, TracerTelemetry};
 
 /// The largest payload accepted (ddtrace flushes at 8 MiB at most).
 pub const MAX_REQUEST_BYTES: usize = 10 << 20;
@@ -52,6 +60,25 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The answer to every accepted payload: sample everything the tracer keeps.
 const RATE_BY_SERVICE: &str = r#"{"rate_by_service":{"service:,env:":1}}"#;
+/// What the intake's path follows in a tracer telemetry request.
+const TELEMETRY_PROXY: &str = "/telemetry/proxy";
+/// Headers of a tracer telemetry request that are not passed on: hop-by-hop
+/// ones, those the client sets itself, and credentials (the sink sends its own key).
+const NOT_PROXIED: [&str; 13] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "host",
+    "content-length",
+    "dd-api-key",
+];
 
 /// Where the receiver listens; derived from the config with [`Endpoint::of`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,6 +114,16 @@ struct Shared {
 impl Shared {
     fn apm(&self) -> MutexGuard<'_, ApmStats> {
         self.apm.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the config has a Datadog sink, the only one tracer telemetry is for.
+    fn has_datadog_sink(&self) -> bool {
+        self.config.borrow().as_ref().is_some_and(|c| {
+            c.enabled
+                && c.sinks
+                    .iter()
+                    .any(|s| matches!(s, SinkSpec::Datadog { .. }))
+        })
     }
 
     /// Sends closed (or, when `all`, every) APM stats bucket to the pipeline.
@@ -366,9 +403,70 @@ async fn info(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn telemetry(State(shared): State<Arc<Shared>>) -> StatusCode {
+async fn telemetry(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     shared.stats.traces.telemetry_requests.inc();
-    StatusCode::ACCEPTED
+    if !shared.has_datadog_sink() {
+        shared.stats.traces.telemetry_dropped.inc("no_datadog_sink");
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let too_large = || {
+        drop_telemetry(&shared, "too_large");
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("payload over {MAX_REQUEST_BYTES} bytes"),
+        )
+            .into_response()
+    };
+    if content_length(&headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
+        return too_large();
+    }
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(body) => body,
+        Err(err) if is_length_limit(&err) => return too_large(),
+        Err(_) => {
+            drop_telemetry(&shared, "incomplete_body");
+            return (StatusCode::BAD_REQUEST, "the request body ended early").into_response();
+        }
+    };
+    let request = TracerTelemetry {
+        path: intake_path(&uri).to_owned(),
+        headers: proxied_headers(&headers),
+        body,
+    };
+    if !shared.pipe.forward_tracer_telemetry(request) {
+        drop_telemetry(&shared, "queue_full");
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Counts a tracer telemetry request that is not forwarded; logs the first of each reason.
+fn drop_telemetry(shared: &Shared, reason: &'static str) {
+    if shared.stats.traces.telemetry_dropped.inc(reason) {
+        tracing::warn!(
+            "tracer telemetry: dropped a request ({reason}); further ones are only counted \
+             (dynoscope-sidecar status)"
+        );
+    }
+}
+
+/// The intake's path and query of a `/telemetry/proxy/<path>` request.
+fn intake_path(uri: &Uri) -> &str {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    path.strip_prefix(TELEMETRY_PROXY).unwrap_or(path)
+}
+
+/// The tracer's headers a proxied request keeps.
+fn proxied_headers(headers: &HeaderMap) -> HeaderMap {
+    headers
+        .iter()
+        .filter(|(name, _)| !NOT_PROXIED.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 async fn traces_v04(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
@@ -572,6 +670,39 @@ mod tests {
         let h = headers(&[("content-type", "Application/MsgPack; charset=binary")]);
         assert_eq!(media_type(&h), "application/msgpack");
         assert_eq!(media_type(&HeaderMap::new()), "");
+    }
+
+    #[test]
+    fn tracer_telemetry_keeps_its_path_and_headers_but_not_hop_by_hop_ones_or_a_key() {
+        let uri: Uri = "/telemetry/proxy/api/v2/apmtelemetry?x=1"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(intake_path(&uri), "/api/v2/apmtelemetry?x=1");
+        let sent = headers(&[
+            ("content-type", "application/json"),
+            ("dd-telemetry-request-type", "app-started"),
+            ("dd-telemetry-api-version", "v2"),
+            ("dd-client-library-language", "python"),
+            ("dd-session-id", "80f9"),
+            ("host", "127.0.0.1:8126"),
+            ("content-length", "16287"),
+            ("connection", "keep-alive"),
+            ("dd-api-key", "from-the-tracer"),
+        ]);
+        let kept = proxied_headers(&sent);
+        let mut names: Vec<&str> = kept.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "dd-client-library-language",
+                "dd-session-id",
+                "dd-telemetry-api-version",
+                "dd-telemetry-request-type",
+            ]
+        );
+        assert_eq!(kept["dd-telemetry-request-type"], "app-started");
     }
 
     #[test]

@@ -80,5 +80,58 @@ async fn a_full_buffer_drops_the_oldest_entries_of_any_endpoint_and_counts_their
     delivery.push(0, entry(2000, 9)); // larger than the buffer: itself dropped
     assert_eq!(stats.dropped.points.get(), 9);
     assert_eq!(stats.buffer_bytes.get(), 700);
-    assert_eq!(delivery.shared.lock().pending, [7, 0, 0]);
+    assert_eq!(delivery.shared.lock().pending, [7, 0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_request_goes_alone_to_its_own_url_and_is_charged_for_its_headers() {
+    let config = DeliveryConfig {
+        batch_bytes: usize::MAX,
+        batch_interval: Duration::from_secs(3600),
+        ..DeliveryConfig::default()
+    };
+    let stats = Arc::new(SinkStats::default());
+    let delivery = Delivery::start(
+        "test".into(),
+        vec![Endpoint {
+            compression: Compression::None,
+            ..endpoint(ItemKind::Telemetry)
+        }],
+        config,
+        stats.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "dd-telemetry-request-type",
+        HeaderValue::from_static("app-started"),
+    );
+    let target = Target {
+        uri: Uri::from_static("http://127.0.0.1:9/api/v2/apmtelemetry"),
+        headers,
+    };
+    delivery.push(0, entry(100, 1));
+    delivery.push(0, entry(100, 1));
+    delivery.push_to(0, entry(100, 1), target.clone());
+    delivery.push(0, entry(100, 1));
+    let header_cost =
+        ("dd-telemetry-request-type".len() + "app-started".len()) as u64 + ENTRY_OVERHEAD;
+    assert_eq!(stats.buffer_bytes.get(), 400 + header_cost);
+    let shared = &delivery.shared;
+    let batches: Vec<(u64, Option<Target>, usize)> = std::iter::from_fn(|| {
+        shared
+            .take_batch()
+            .map(|b| (b.items, b.target, b.body.len()))
+    })
+    .collect();
+    let body = 100 - ENTRY_OVERHEAD as usize;
+    assert_eq!(
+        batches,
+        [
+            (2, None, 2 * body),
+            (1, Some(target), body),
+            (1, None, body)
+        ],
+        "uncompressed, and the proxied request alone"
+    );
 }
