@@ -483,6 +483,10 @@ fn compose_formation_runs_reloads_and_stops_like_heroku() {
     // `docker compose stop web.1`: SIGTERM to the sidecar, which passes it on to the
     // app, flushes its open buckets and exits with the app's status, in the grace period.
     let web1 = &containers[0].0;
+    // Stop a few seconds into a bucket, so the open bucket surely holds requests.
+    while !(2.0..7.0).contains(&(unix_now() % 10.0)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let stop_at = unix_now();
     let stopping = Instant::now();
     formation.ok(&["stop", "web.1"]);
