@@ -13,4 +13,4 @@ ensure_venv examples/shop/requirements.txt
 step "building dynoscope (release)"
 cargo build --release --bins --quiet
 step "starting the shop's formation; edit examples/shop/observability.yaml to see every dyno reload; Ctrl-C to stop"
-exec target/release/dynoscope-operator up examples/shop "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/dynoscope-operator" up examples/shop "$@"

@@ -179,7 +179,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sidecar,
             backoff,
         } => {
+            // Dynos run in the app directory: the paths they are given must not
+            // be relative to ours.
+            let app_dir = std::path::absolute(&app_dir).unwrap_or(app_dir);
             let state_dir = state.unwrap_or_else(|| app_dir.join(".dynoscope"));
+            let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
             crate::up::run(crate::up::UpOptions {
                 sidecar: sidecar.unwrap_or_else(sidecar_binary),
                 app_dir,

@@ -85,9 +85,11 @@ fn formation_starts_prefixes_restarts_and_stops() {
     )
     .unwrap();
     std::fs::write(app.path().join("observability.yaml"), MANIFEST).unwrap();
+    // A relative app directory, as `scripts/up.sh` passes `examples/shop`.
     let mut up = Command::new(bin("dynoscope-operator"))
+        .current_dir(app.path().parent().unwrap())
         .arg("up")
-        .arg(app.path())
+        .arg(app.path().file_name().unwrap())
         .args([
             "--port",
             "15000",
@@ -166,6 +168,14 @@ fn formation_starts_prefixes_restarts_and_stops() {
 
     // SIGTERM: every dyno gets TERM, the web apps exit cleanly, `up` exits 0.
     let stop = Instant::now();
+    // Every sidecar found its config: none runs with observability off.
+    for output in [&lines, &errors] {
+        assert!(
+            !has(output, "observability is off") && !has(output, "cannot watch"),
+            "{:?}",
+            output.lock().unwrap()
+        );
+    }
     nix_kill(up.id(), "TERM");
     let code = up.wait().unwrap();
     assert!(
