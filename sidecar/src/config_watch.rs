@@ -141,7 +141,7 @@ pub async fn watch(reloader: Reloader) {
         return;
     }
     let (dirty_tx, mut dirty) = mpsc::channel::<()>(1);
-    let mut watcher = start(&reloader.source, dirty_tx.clone());
+    let mut watcher = start(&reloader.source, dirty_tx.clone(), true);
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await;
@@ -154,7 +154,8 @@ pub async fn watch(reloader: Reloader) {
             }
             _ = poll.tick() => {
                 if watcher.is_none() {
-                    watcher = start(&reloader.source, dirty_tx.clone());
+                    // Said once at the start; retried quietly until the directory exists.
+                    watcher = start(&reloader.source, dirty_tx.clone(), false);
                 }
                 reloader.check();
             }
@@ -162,8 +163,13 @@ pub async fn watch(reloader: Reloader) {
     }
 }
 
-/// Starts watching the directories of the source's files (and of their symlink targets).
-fn start(source: &ConfigSource, dirty: mpsc::Sender<()>) -> Option<RecommendedWatcher> {
+/// Starts watching the directories of the source's files (and of their symlink
+/// targets); `report`: log why it cannot.
+fn start(
+    source: &ConfigSource,
+    dirty: mpsc::Sender<()>,
+    report: bool,
+) -> Option<RecommendedWatcher> {
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut names: BTreeSet<OsString> = BTreeSet::new();
     for file in source.files() {
@@ -196,16 +202,20 @@ fn start(source: &ConfigSource, dirty: mpsc::Sender<()>) -> Option<RecommendedWa
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(watcher) => watcher,
         Err(err) => {
-            tracing::warn!("cannot watch the config ({err}); polling it every {POLL:?}");
+            if report {
+                tracing::warn!("cannot watch the config ({err}); polling it every {POLL:?}");
+            }
             return None;
         }
     };
     for dir in &dirs {
         if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(
-                "cannot watch {} ({err}); polling it every {POLL:?}",
-                dir.display()
-            );
+            if report {
+                tracing::warn!(
+                    "cannot watch {} ({err}); polling it every {POLL:?}",
+                    dir.display()
+                );
+            }
             return None;
         }
     }
