@@ -69,7 +69,14 @@ pub fn render(state_dir: &Path) -> Result<String, StatusError> {
                 .as_ref()
                 .and_then(|s| s["sampler"]["values"][name].as_f64())
         };
-        let memory = match (sample("dyno.memory.rss"), sample("dyno.memory.quota")) {
+        // Dynos under `up` share the laptop's cgroup, so its figures are the
+        // machine's: the dyno's own is its app's process tree plus its sidecar.
+        let own =
+            sample("app.memory.rss").map(|app| app + sample("sidecar.memory.rss").unwrap_or(0.0));
+        let memory = match (
+            own.or_else(|| sample("dyno.memory.rss")),
+            sample("dyno.memory.quota"),
+        ) {
             (Some(rss), Some(quota)) if quota > 0.0 => format!("{}/{}", mib(rss), mib(quota)),
             (Some(rss), _) => format!("{}/-", mib(rss)),
             _ => "-".to_owned(),
