@@ -18,13 +18,16 @@
 //! span type has no place for them yet).
 //!
 //! Strings are interned per payload: each distinct byte string becomes one
-//! `Arc<str>` shared by every span that repeats it.
+//! `Arc<str>` shared by every span that repeats it. In v0.4, where every
+//! string arrives inline, each position of a span (a field, the n-th meta
+//! entry) first checks the string it held in the span before.
 //!
 //! Declared lengths are never trusted for allocation: capacities are capped
 //! by the bytes left, so a forged header cannot make the decoder reserve
 //! gigabytes.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use rmp::Marker;
@@ -119,7 +122,13 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
         .map_len()
         .map_err(not(DecodeError::SpanNotMap))?
         .unwrap_or(0);
-    let mut span = Span::default();
+    // Fields start empty rather than from `Span::default()`: a default
+    // `Arc<str>` that is then overwritten costs two atomic operations.
+    let [mut service, mut name, mut resource, mut span_type] = [None, None, None, None];
+    let (mut trace_id, mut span_id, mut parent_id) = (0, 0, 0);
+    let (mut start, mut duration, mut error) = (0, 0, 0);
+    let mut meta = BTreeMap::new();
+    let mut metrics = BTreeMap::new();
     for _ in 0..fields {
         let Some(key) = r.str_bytes()? else {
             // A non-string key: skip its value too.
@@ -127,24 +136,35 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
             continue;
         };
         match key {
-            b"service" => span.service = r.string(interner)?,
-            b"name" => span.name = r.string(interner)?,
-            b"resource" => span.resource = r.string(interner)?,
-            b"type" => span.span_type = r.string(interner)?,
-            b"trace_id" => span.trace_id = r.uint()?,
-            b"span_id" => span.span_id = r.uint()?,
-            b"parent_id" => span.parent_id = r.uint()?,
-            b"start" => span.start = r.int()?,
-            b"duration" => span.duration = r.int()?,
-            b"error" => {
-                span.error = r.int()?.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
-            }
-            b"meta" => read_meta_v04(r, interner, &mut span.meta)?,
-            b"metrics" => read_metrics_v04(r, interner, &mut span.metrics)?,
+            b"service" => service = Some(r.string(interner, Slot::SERVICE)?),
+            b"name" => name = Some(r.string(interner, Slot::NAME)?),
+            b"resource" => resource = Some(r.string(interner, Slot::RESOURCE)?),
+            b"type" => span_type = Some(r.string(interner, Slot::TYPE)?),
+            b"trace_id" => trace_id = r.uint()?,
+            b"span_id" => span_id = r.uint()?,
+            b"parent_id" => parent_id = r.uint()?,
+            b"start" => start = r.int()?,
+            b"duration" => duration = r.int()?,
+            b"error" => error = r.int()?.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            b"meta" => read_meta_v04(r, interner, &mut meta)?,
+            b"metrics" => read_metrics_v04(r, interner, &mut metrics)?,
             _ => r.skip()?,
         }
     }
-    Ok(span)
+    Ok(Span {
+        service: service.unwrap_or_default(),
+        name: name.unwrap_or_default(),
+        resource: resource.unwrap_or_default(),
+        trace_id,
+        span_id,
+        parent_id,
+        start,
+        duration,
+        error,
+        meta,
+        metrics,
+        span_type: span_type.unwrap_or_default(),
+    })
 }
 
 fn read_meta_v04(
@@ -155,13 +175,13 @@ fn read_meta_v04(
     let Some(len) = r.map_len_or_skip()? else {
         return Ok(());
     };
-    for _ in 0..len {
+    for i in 0..len as usize {
         let Some(key) = r.str_bytes()? else {
             r.skip()?;
             continue;
         };
-        let key = interner.intern(key);
-        let value = r.string(interner)?;
+        let key = interner.intern_at(Slot::meta_key(i), key);
+        let value = r.string(interner, Slot::meta_value(i))?;
         meta.insert(key, value);
     }
     Ok(())
@@ -175,12 +195,12 @@ fn read_metrics_v04(
     let Some(len) = r.map_len_or_skip()? else {
         return Ok(());
     };
-    for _ in 0..len {
+    for i in 0..len as usize {
         let Some(key) = r.str_bytes()? else {
             r.skip()?;
             continue;
         };
-        let key = interner.intern(key);
+        let key = interner.intern_at(Slot::metric_key(i), key);
         if let Some(value) = r.float()? {
             metrics.insert(key, value);
         }
@@ -226,35 +246,46 @@ fn read_span_v05(r: &mut Reader<'_>, table: &[Str]) -> Result<Span, DecodeError>
     if r.array_len().map_err(not(DecodeError::BadSpanLength))? != Some(12) {
         return Err(DecodeError::BadSpanLength);
     }
-    let mut span = Span {
-        service: r.indexed(table)?,
-        name: r.indexed(table)?,
-        resource: r.indexed(table)?,
-        trace_id: r.uint()?,
-        span_id: r.uint()?,
-        parent_id: r.uint()?,
-        start: r.int()?,
-        duration: r.int()?,
-        error: r.int()?.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-        ..Span::default()
-    };
+    let service = r.indexed(table)?;
+    let name = r.indexed(table)?;
+    let resource = r.indexed(table)?;
+    let trace_id = r.uint()?;
+    let span_id = r.uint()?;
+    let parent_id = r.uint()?;
+    let start = r.int()?;
+    let duration = r.int()?;
+    let error = r.int()?.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    let mut meta = BTreeMap::new();
     if let Some(len) = r.map_len_or_skip()? {
         for _ in 0..len {
             let key = r.indexed(table)?;
             let value = r.indexed(table)?;
-            span.meta.insert(key, value);
+            meta.insert(key, value);
         }
     }
+    let mut metrics = BTreeMap::new();
     if let Some(len) = r.map_len_or_skip()? {
         for _ in 0..len {
             let key = r.indexed(table)?;
             if let Some(value) = r.float()? {
-                span.metrics.insert(key, value);
+                metrics.insert(key, value);
             }
         }
     }
-    span.span_type = r.indexed(table)?;
-    Ok(span)
+    Ok(Span {
+        service,
+        name,
+        resource,
+        trace_id,
+        span_id,
+        parent_id,
+        start,
+        duration,
+        error,
+        meta,
+        metrics,
+        span_type: r.indexed(table)?,
+    })
 }
 
 /// Decodes a JSON body of `/v0.3/traces` or `/v0.4/traces`.
@@ -385,28 +416,160 @@ fn lossy(bytes: &[u8]) -> Str {
     }
 }
 
-/// Per-payload string interning, keyed by the string itself so a hit costs
-/// one UTF-8 check, one hash and one compare, and a miss one allocation.
-#[derive(Default)]
+/// Per-payload string interning, keyed by the bytes as they arrive, with in
+/// front of it the string each position of a v0.4 span held in the span
+/// before.
+///
+/// Tracers write every span's meta keys in the same order, and most values
+/// repeat from one span to the next (env, version, component, runtime-id,
+/// …), so most v0.4 strings are found by position: one length check and one
+/// compare. The others cost one hash and one compare. Neither checks UTF-8:
+/// an interned string has exactly the bytes it is found by. A new string
+/// costs one UTF-8 check and one allocation.
 struct Interner {
-    strings: hashbrown::HashSet<Str, foldhash::fast::FixedState>,
+    /// Indices into `strings`, hashed by the string's bytes.
+    table: hashbrown::HashTable<u32>,
+    /// Every interned string: valid UTF-8 of at most 64 bytes.
+    strings: Vec<Str>,
+    hasher: foldhash::fast::FixedState,
+    /// By [`Slot`]: an index into `strings` (`u32::MAX` for none yet).
+    /// Indices rather than `Arc`s, so that remembering a string costs no
+    /// reference count.
+    recent: [u32; Slot::COUNT],
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Self {
+            table: hashbrown::HashTable::new(),
+            strings: Vec::new(),
+            hasher: foldhash::fast::FixedState::default(),
+            recent: [u32::MAX; Slot::COUNT],
+        }
+    }
 }
 
 impl Interner {
+    /// The string of `bytes`.
     fn intern(&mut self, bytes: &[u8]) -> Str {
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return lossy(bytes);
-        };
-        if let Some(s) = self.strings.get(text) {
-            return s.clone();
+        match self.index(bytes) {
+            Ok(index) => self.strings[index as usize].clone(),
+            Err(s) => s,
         }
+    }
+
+    /// The string of `bytes`, read at position `slot` of a v0.4 span.
+    #[inline(always)]
+    fn intern_at(&mut self, slot: usize, bytes: &[u8]) -> Str {
+        let recent = self.recent.get(slot).copied().unwrap_or(u32::MAX);
+        match self.strings.get(recent as usize) {
+            Some(s) if same_bytes(s.as_bytes(), bytes) => s.clone(),
+            _ => self.intern_new_at(slot, bytes),
+        }
+    }
+
+    /// [`intern_at`](Self::intern_at) when the slot holds another string;
+    /// out of line so that the common case inlines into the reader.
+    #[inline(never)]
+    fn intern_new_at(&mut self, slot: usize, bytes: &[u8]) -> Str {
+        match self.index(bytes) {
+            Ok(index) => {
+                if let Some(recent) = self.recent.get_mut(slot) {
+                    *recent = index;
+                }
+                self.strings[index as usize].clone()
+            }
+            Err(s) => s,
+        }
+    }
+
+    /// The index in `strings` of `bytes`, interned if new; the string itself
+    /// when it is not kept.
+    fn index(&mut self, bytes: &[u8]) -> Result<u32, Str> {
+        let hash = self.hasher.hash_one(bytes);
+        let strings = &self.strings;
+        if let Some(&index) = self
+            .table
+            .find(hash, |&i| same_bytes(strings[i as usize].as_bytes(), bytes))
+        {
+            return Ok(index);
+        }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            // Repaired strings are not kept: their bytes are not the key.
+            return Err(lossy(bytes));
+        };
         let s: Str = Arc::from(text);
         // Unique values (URLs, ids) would only grow the table; short strings
         // are the ones that repeat (keys, services, names, types).
-        if bytes.len() <= 64 {
-            self.strings.insert(s.clone());
+        let index = match u32::try_from(self.strings.len()) {
+            Ok(index) if bytes.len() <= 64 && index != u32::MAX => index,
+            _ => return Err(s),
+        };
+        self.strings.push(s);
+        let (hasher, strings) = (&self.hasher, &self.strings);
+        self.table.insert_unique(hash, index, |&i| {
+            hasher.hash_one(strings[i as usize].as_bytes())
+        });
+        Ok(index)
+    }
+}
+
+/// `a == b`, without calling `memcmp` for the short strings spans are made
+/// of: two overlapping compares of a fixed width, which compile to loads,
+/// cover a string of up to twice that width.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+        a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        4..=7 => ends::<4>(a, b),
+        8..=15 => ends::<8>(a, b),
+        16..=31 => ends::<16>(a, b),
+        32..=64 => ends::<32>(a, b),
+        _ => a == b,
+    }
+}
+
+/// Where a string sits in a v0.4 span, as an index into
+/// [`Interner::recent`]: the four string fields, then the meta entries
+/// (key and value), then the metrics keys.
+struct Slot;
+
+impl Slot {
+    const SERVICE: usize = 0;
+    const NAME: usize = 1;
+    const RESOURCE: usize = 2;
+    const TYPE: usize = 3;
+    /// Meta entries remembered; later ones go to the hash table only.
+    const META_ENTRIES: usize = 32;
+    /// Metrics entries remembered.
+    const METRICS_ENTRIES: usize = 16;
+    const COUNT: usize = 4 + 2 * Self::META_ENTRIES + Self::METRICS_ENTRIES;
+
+    /// The slot of the `entry`th meta key; `usize::MAX`, which is no slot,
+    /// beyond the remembered entries (and so for its value too).
+    fn meta_key(entry: usize) -> usize {
+        if entry < Self::META_ENTRIES {
+            4 + 2 * entry
+        } else {
+            usize::MAX
         }
-        s
+    }
+
+    fn meta_value(entry: usize) -> usize {
+        Self::meta_key(entry).saturating_add(1)
+    }
+
+    fn metric_key(entry: usize) -> usize {
+        if entry < Self::METRICS_ENTRIES {
+            4 + 2 * Self::META_ENTRIES + entry
+        } else {
+            usize::MAX
+        }
     }
 }
 
@@ -514,10 +677,11 @@ impl<'a> Reader<'a> {
         self.take(len).map(Some)
     }
 
-    /// A string field: interned; nil or another type reads as "".
-    fn string(&mut self, interner: &mut Interner) -> Result<Str, DecodeError> {
+    /// A string field of a v0.4 span at position `slot`: interned; nil or
+    /// another type reads as "".
+    fn string(&mut self, interner: &mut Interner, slot: usize) -> Result<Str, DecodeError> {
         Ok(match self.str_bytes()? {
-            Some(bytes) => interner.intern(bytes),
+            Some(bytes) => interner.intern_at(slot, bytes),
             None => Str::default(),
         })
     }
