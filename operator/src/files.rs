@@ -80,8 +80,10 @@ impl FileReconciler {
     /// A reconciler that adopts what a previous run left in `out`.
     pub fn new(options: Options) -> Self {
         let mut apps = BTreeMap::new();
+        let mut stale = crate::fs::remove_stale_temps(&options.out);
         if let Ok(entries) = std::fs::read_dir(&options.out) {
             for entry in entries.flatten() {
+                stale.extend(crate::fs::remove_stale_temps(&entry.path()));
                 if let Some(status) = read_status(&entry.path()) {
                     apps.insert(
                         status.resource,
@@ -89,6 +91,12 @@ impl FileReconciler {
                     );
                 }
             }
+        }
+        for path in &stale {
+            tracing::info!(
+                "removed {}, left by a write that was interrupted",
+                path.display()
+            );
         }
         FileReconciler {
             options,

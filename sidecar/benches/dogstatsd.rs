@@ -3,7 +3,7 @@
 //! `cargo bench -p dynoscope-sidecar --bench dogstatsd`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dynoscope_sidecar::pipeline::aggregate::{Aggregator, AggregatorConfig};
+use dynoscope_sidecar::receivers::dogstatsd::aggregate::{Aggregator, AggregatorConfig};
 use dynoscope_sidecar::receivers::dogstatsd::parser::{lines, parse_line, Message};
 use std::hint::black_box;
 use std::time::Duration;

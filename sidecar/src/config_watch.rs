@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct Reloader {
     /// What the files held at the last read, so an unchanged file is not parsed again
     /// and a broken one is reported once.
     last: Arc<Mutex<Option<Contents>>>,
+    /// Whether the last read failed (unreadable, invalid), so that a read of the running
+    /// config again is reported once as a recovery and clears the error in `/status`.
+    failing: Arc<AtomicBool>,
     bus: ConfigBus,
     status: Arc<StatusBoard>,
     stats: Arc<Stats>,
@@ -56,6 +60,7 @@ impl Reloader {
         Reloader {
             source,
             last: Arc::default(),
+            failing: Arc::default(),
             bus,
             status,
             stats,
@@ -82,6 +87,7 @@ impl Reloader {
                 tracing::error!(
                     "{err}\n  observability is off; the app runs anyway. Fix the config: the sidecar watches it and applies it once it is valid."
                 );
+                self.failing.store(true, Ordering::Relaxed);
                 self.status.set_reload(Err(err.to_string()));
             }
         }
@@ -99,8 +105,20 @@ impl Reloader {
         let running = self.bus.borrow().clone();
         let running_hash = running.as_ref().map(|c| c.config_hash.clone());
         match parsed {
-            Ok(config) if Some(&config.config_hash) == running_hash.as_ref() => {}
+            Ok(config) if Some(&config.config_hash) == running_hash.as_ref() => {
+                // The running config is back (a file restored, a transient read error gone).
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        "config {} readable again from {}: the error is cleared",
+                        config.config_hash,
+                        self.source.describe()
+                    );
+                    self.status.set_reload(Ok(Vec::new()));
+                    self.status.set_config(Some(&config));
+                }
+            }
             Ok(config) => {
+                self.failing.store(false, Ordering::Relaxed);
                 let changed = config::diff(running.as_deref(), Some(&config));
                 tracing::info!(
                     "config reloaded: {} -> {} (changed: {})",
@@ -113,6 +131,7 @@ impl Reloader {
                 self.publish(config);
             }
             Err(err) => {
+                self.failing.store(true, Ordering::Relaxed);
                 self.stats.reloads.failed.inc();
                 match &running_hash {
                     Some(hash) => tracing::error!("{err}\n  keeping the running config {hash}"),

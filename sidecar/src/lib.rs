@@ -26,6 +26,7 @@
 //! - [`status`], [`admin`]: what `/status` reports, the loopback HTTP
 //!   endpoint serving it, and `dynoscope-sidecar status`.
 //! - [`stats`]: every internal counter, in one place.
+//! - [`clock`]: unix time, once.
 //!
 //! Telemetry flows receivers / sampler → [`pipeline::PipelineHandle::send`]
 //! → pipeline task (tag) → sinks; config flows file → [`config_watch`] →
@@ -34,6 +35,7 @@
 pub mod admin;
 pub mod checks;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod config_watch;
 pub mod pipeline;

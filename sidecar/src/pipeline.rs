@@ -7,9 +7,9 @@
 //! the dyno's tags ([`PipelineConfig::tags`]) and writes each batch to every
 //! sink. A tracer's own telemetry ([`TracerTelemetry`]) shares the queue and
 //! goes untouched to the sinks that forward it (the Datadog sink); when none
-//! takes it, it is dropped and counted. Stages that transform telemetry
-//! between the queue and the sinks (aggregation, APM stats) belong in
-//! `pipeline/` and are called from [`deliver`].
+//! takes it, it is dropped and counted. Aggregation and APM stats are not
+//! here: they run in the receivers that call them
+//! (`receivers::dogstatsd::aggregate`, `receivers::trace::apm_stats`).
 //!
 //! The owner keeps the [`Pipeline`]: [`Pipeline::reconfigure`] swaps the tag
 //! set and the sinks between two batches (the old sinks are flushed first and
@@ -18,14 +18,6 @@
 //! restarted on the same queue, the panic is counted and logged, and nothing
 //! else of the sidecar (least of all the app) notices.
 //!
-//! Stages:
-//! - [`aggregate`]: DogStatsD aggregation in 10 s buckets, as the Datadog agent does.
-//! - [`sketch`]: the DDSketch behind distributions.
-//! - [`apm_stats`]: APM stats computed from traces, as the trace-agent does.
-
-pub mod aggregate;
-pub mod apm_stats;
-pub mod sketch;
 
 use std::any::Any;
 use std::sync::Arc;

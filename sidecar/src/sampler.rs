@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
 
+use crate::clock::unix_now;
 use crate::pipeline::PipelineHandle;
 use crate::status::StatusBoard;
 use crate::telemetry::{MetricType, Point, Telemetry};
@@ -310,13 +311,6 @@ fn take(
         // A closed stdout must not stop sampling: the numbers still reach the pipeline.
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

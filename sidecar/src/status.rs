@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::checks::ChecksHandle;
-use crate::sampler::{unix_now, Sample};
+use crate::clock::unix_now;
+use crate::sampler::Sample;
 use crate::stats::Stats;
 use crate::telemetry::Point;
 

@@ -3,6 +3,7 @@
 //! Every producer builds these types; every sink consumes them. Tags are
 //! complete when they reach a sink: the pipeline adds the dyno's tags.
 
+pub mod sketch;
 mod span;
 
 pub use span::{Span, Str, TraceChunk};

@@ -1,7 +1,7 @@
 //! Any datagram: split into lines, parse each, fold the metrics, flush.
 #![no_main]
 
-use dynoscope_sidecar::pipeline::aggregate::{Aggregator, AggregatorConfig};
+use dynoscope_sidecar::receivers::dogstatsd::aggregate::{Aggregator, AggregatorConfig};
 use dynoscope_sidecar::receivers::dogstatsd::parser::{lines, parse_line, Message};
 use libfuzzer_sys::fuzz_target;
 

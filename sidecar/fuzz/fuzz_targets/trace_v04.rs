@@ -1,7 +1,7 @@
 //! Any body to the v0.4 msgpack decoder, then to APM stats.
 #![no_main]
 
-use dynoscope_sidecar::pipeline::apm_stats::{ApmStats, ApmStatsConfig};
+use dynoscope_sidecar::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use dynoscope_sidecar::receivers::trace::decode::decode_v04;
 use libfuzzer_sys::fuzz_target;
 

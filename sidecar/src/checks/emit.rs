@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::clock::unix_now;
 use crate::telemetry::{MetricType, Point};
 
 /// The previous total of every counter a check reported, keyed by name and tags.
@@ -126,13 +127,6 @@ impl<'a> Emitter<'a> {
             tags,
         });
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

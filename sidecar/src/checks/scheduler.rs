@@ -15,9 +15,9 @@ use dynoscope_crds::dyno::IntegrationConfig;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use super::emit::unix_now;
 use super::url;
 use super::{service_check_of, Check, CheckError};
+use crate::clock::unix_now;
 use crate::telemetry::{ServiceCheck, Telemetry};
 
 /// Where checks send points and service checks.

@@ -666,7 +666,7 @@ async fn send(
                 stats.batches.inc();
                 stats
                     .last_success
-                    .store(crate::sampler::unix_now(), Ordering::Relaxed);
+                    .store(crate::clock::unix_now(), Ordering::Relaxed);
                 if attempt > 0 {
                     tracing::info!(
                         "sink {}: {} delivers again after {attempt} retries",

@@ -502,7 +502,7 @@ fn write_queue(shared: &Shared, mut output: Output) {
                     stats.bytes.add(batch.bytes.len() as u64);
                     stats.batches.inc();
                     stats.last_success.store(
-                        crate::sampler::unix_now(),
+                        crate::clock::unix_now(),
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     if failures > 0 {

@@ -28,9 +28,9 @@ use tokio::net::{UdpSocket, UnixDatagram};
 use tokio::sync::watch;
 
 use super::parser::{self, Message};
-use crate::pipeline::aggregate::{Aggregator, AggregatorConfig, Inserted};
+use crate::clock::unix_now;
 use crate::pipeline::{self, PipelineHandle};
-use crate::sampler::unix_now;
+use crate::receivers::dogstatsd::aggregate::{Aggregator, AggregatorConfig, Inserted};
 use crate::stats::{DogStatsdStats, Stats};
 use crate::status::StatusBoard;
 use crate::telemetry::Telemetry;

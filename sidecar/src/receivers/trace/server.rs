@@ -45,9 +45,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::decode;
-use crate::pipeline::apm_stats::{ApmStats, ApmStatsConfig};
+use crate::clock::unix_now;
 use crate::pipeline::PipelineHandle;
-use crate::sampler::unix_now;
+use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
 use crate::telemetry::{Telemetry, TraceChunk, TracerTelemetry};

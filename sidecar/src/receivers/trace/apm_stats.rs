@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 
-use super::sketch::Sketch;
+use crate::telemetry::sketch::Sketch;
 use crate::telemetry::{MetricType, Point, Span, Str, TraceChunk};
 
 /// Length of a stats bucket in seconds, as the trace-agent's.

@@ -43,9 +43,9 @@ use dynoscope_crds::dyno::DogStatsdConfig;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use super::sketch::Sketch;
 use crate::receivers::dogstatsd::mapper::{Mapper, MapperError};
 use crate::receivers::dogstatsd::parser::{Metric, MetricKind};
+use crate::telemetry::sketch::Sketch;
 use crate::telemetry::{MetricType, Point};
 
 /// Length of a bucket in seconds, as the agent's.
