@@ -145,6 +145,26 @@ pub struct IntegrationConfig {
     pub tags: Vec<String>,
 }
 
+impl IntegrationConfig {
+    /// A check called `name` of `type_` with every default: no credentials named yet,
+    /// no relations, no TLS verification, the default interval and timeout, no tags.
+    pub fn new(name: impl Into<String>, type_: IntegrationType) -> Self {
+        IntegrationConfig {
+            name: name.into(),
+            type_,
+            url_from: None,
+            servers_from: None,
+            username_from: None,
+            password_from: None,
+            relations: false,
+            tls_verify: false,
+            interval: crate::defaults::CHECK_INTERVAL,
+            timeout: crate::defaults::CHECK_TIMEOUT,
+            tags: Vec::new(),
+        }
+    }
+}
+
 /// Why a DynoConfig could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DynoConfigError {

@@ -427,8 +427,6 @@ fn integration_config(spec: &IntegrationSpec) -> IntegrationConfig {
     };
     let is_memcached = spec.type_ == crate::observability::IntegrationType::Memcached;
     IntegrationConfig {
-        name,
-        type_: spec.type_,
         url_from: (!is_memcached).then(|| source.to_owned()),
         servers_from: is_memcached.then(|| source.to_owned()),
         username_from: spec.username_from.clone(),
@@ -437,7 +435,7 @@ fn integration_config(spec: &IntegrationSpec) -> IntegrationConfig {
         tls_verify: spec.tls_verify.unwrap_or(false),
         interval: spec.interval.unwrap_or(defaults::CHECK_INTERVAL),
         timeout: spec.timeout.unwrap_or(defaults::CHECK_TIMEOUT),
-        tags: Vec::new(),
+        ..IntegrationConfig::new(name, spec.type_)
     }
 }
 

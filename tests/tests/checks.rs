@@ -19,17 +19,9 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 fn config(name: &str, type_: IntegrationType) -> IntegrationConfig {
     IntegrationConfig {
-        name: name.to_owned(),
-        type_,
-        url_from: None,
-        servers_from: None,
-        username_from: None,
-        password_from: None,
-        relations: false,
-        tls_verify: false,
         interval: HumanDuration(INTERVAL),
         timeout: HumanDuration(Duration::from_secs(3)),
-        tags: Vec::new(),
+        ..IntegrationConfig::new(name, type_)
     }
 }
 

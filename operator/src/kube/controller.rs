@@ -108,8 +108,7 @@ impl Backoff {
 
 /// The delay before try `attempt + 1`: 5 s, 10 s, 20 s, … up to 5 min.
 pub fn backoff_delay(attempt: u32) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(16);
-    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+    dynoscope_backoff::Backoff::new(BACKOFF_BASE, BACKOFF_MAX).delay(attempt.saturating_sub(1))
 }
 
 /// What every reconcile shares.

@@ -252,17 +252,9 @@ impl<'a> Instance<'a> {
             Some(seconds) => HumanDuration(Duration::from_secs(seconds)),
         };
         let mut config = IntegrationConfig {
-            name: format!("{}:{}", kind.as_str(), self.at),
-            type_: kind,
-            url_from: None,
-            servers_from: None,
-            username_from: None,
-            password_from: None,
-            relations: false,
-            tls_verify: false,
             interval,
-            timeout: dynoscope_crds::defaults::CHECK_TIMEOUT,
             tags: self.tags()?,
+            ..IntegrationConfig::new(format!("{}:{}", kind.as_str(), self.at), kind)
         };
         let mut values = BTreeMap::new();
         let host = self.text(if kind == IntegrationType::Memcached {

@@ -402,13 +402,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 /// The wait before the next run: the interval, doubled per consecutive failure, capped.
 fn backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
-    if failures == 0 {
-        return interval;
-    }
-    let cap = max.max(interval);
-    interval
-        .checked_mul(1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX))
-        .map_or(cap, |wait| wait.min(cap))
+    dynoscope_backoff::Backoff::new(interval, max.max(interval)).delay(failures)
 }
 
 /// Replaces the password, should a server or library echo it, with `***`.

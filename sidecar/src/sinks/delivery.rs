@@ -29,9 +29,7 @@
 //! queued while the sidecar runs. When the sink is dropped its task keeps
 //! delivering what it holds for up to [`DRAIN_AFTER_DROP`], then stops.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, VecDeque};
-use std::hash::BuildHasher;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -829,24 +827,11 @@ fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Exponential back-off with full jitter: a random delay in [d/2, d], d = base·2^attempt ≤ max.
+/// The wait before retry `attempt`: doubling from `backoff_base` up to `backoff_max`, a random point in [d/2, d].
 pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
-    let ceiling = config
-        .backoff_base
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(config.backoff_max);
-    let half = ceiling / 2;
-    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
-    half + Duration::from_nanos(random() % nanos)
-}
-
-/// A random number, without a dependency: std's hasher keys are random per process.
-fn random() -> u64 {
-    static STATE: OnceLock<RandomState> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    STATE
-        .get_or_init(RandomState::new)
-        .hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+    dynoscope_backoff::Backoff::new(config.backoff_base, config.backoff_max)
+        .with_jitter()
+        .delay(attempt)
 }
 
 #[cfg(test)]

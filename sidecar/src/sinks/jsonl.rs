@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use dynoscope_backoff::Backoff;
 use dynoscope_crds::defaults;
 use serde::Serialize;
 
@@ -163,10 +164,8 @@ impl Batch {
     }
 }
 
-/// First delay before a failed file operation is retried; it doubles up to [`RETRY_MAX`].
-const RETRY_MIN: Duration = Duration::from_millis(50);
-/// Longest delay between retries of a failed file operation.
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Waits between retries of a failed file operation: 50 ms doubling up to 5 s.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 
 #[derive(Serialize)]
 struct Line<'a, T: Serialize> {
@@ -494,7 +493,7 @@ fn write_queue(shared: &Shared, mut output: Output) {
     let mut closed_at: Option<Instant> = None;
     while let Some(batch) = shared.take() {
         let mut done = 0;
-        let mut delay = RETRY_MIN;
+        let mut attempt = 0;
         loop {
             match output.append(&batch.bytes, &mut done) {
                 Ok(()) => {
@@ -542,8 +541,8 @@ fn write_queue(shared: &Shared, mut output: Output) {
                             return;
                         }
                     }
-                    shared.back_off(delay);
-                    delay = (delay * 2).min(RETRY_MAX);
+                    shared.back_off(RETRY.delay(attempt));
+                    attempt += 1;
                 }
             }
         }
