@@ -329,7 +329,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
             }
             let (stop_tx, stop) = std::sync::mpsc::channel();
-            ctrlc_stop(stop_tx);
+            crate::signals::on_stop_signals(move || {
+                let _ = stop_tx.send(());
+                false
+            });
             crate::watch::run(&mut reconciler, &manifests, &stop)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -351,28 +354,4 @@ fn report_applied(
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// Stops the watch loop on SIGINT or SIGTERM.
-fn ctrlc_stop(stop: std::sync::mpsc::Sender<()>) {
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        let _ = stop.send(());
-    });
 }

@@ -12,7 +12,8 @@
 //! - [`watch`]: re-runs the reconcile on every change of the directory, debounced.
 //! - [`apply`]: `apply` / `delete` into a manifest directory, as kubectl answers.
 //! - [`up`]: the local dyno manager (`heroku local` with a sidecar per dyno).
-//! - [`fs`]: atomic writes.
+//! - [`fs`]: atomic writes, and removing what an interrupted one left.
+//! - [`signals`]: SIGINT/SIGTERM for the long-running commands (`watch`, `up`).
 //! - [`kube`]: Kubernetes mode, a kube-rs controller: ObservabilityConfig →
 //!   one ConfigMap per resource, status and Events, with leader election.
 //!
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod files;
 pub mod fs;
 pub mod kube;
+pub mod signals;
 pub mod source;
 pub mod status;
 pub mod up;

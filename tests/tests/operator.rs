@@ -225,6 +225,45 @@ fn watch_once_adopts_a_previous_run_and_removes_what_is_gone() {
     assert!(!out.join("shop").exists());
 }
 
+#[test]
+fn a_restarted_operator_removes_the_temp_files_of_an_interrupted_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifests, out) = (dir.path().join("m"), dir.path().join("o"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("shop.yml"), SHOP).unwrap();
+    let once = || {
+        run(operator()
+            .args(["watch", "--once", "--manifests"])
+            .arg(&manifests)
+            .arg("--out")
+            .arg(&out))
+    };
+    assert!(once().0);
+    // What `kill -9` in the middle of a write leaves: a temp file named for a
+    // process that is gone (this one exited before the operator starts again).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let left = [
+        out.join(format!("shop/.web.1.yaml.tmp-{dead}")),
+        out.join(format!(".status.yaml.tmp-{dead}")),
+    ];
+    for file in &left {
+        std::fs::write(file, "apiVersion: half a fi").unwrap();
+    }
+    let (ok, _, stderr) = once();
+    assert!(ok, "{stderr}");
+    for file in &left {
+        assert!(!file.exists(), "{} is still there", file.display());
+        assert!(
+            stderr.contains(&file.display().to_string()),
+            "the removal of {} is not logged: {stderr}",
+            file.display()
+        );
+    }
+    assert!(out.join("shop/web.1.yaml").is_file());
+}
+
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let output = cmd.output().unwrap();
     (

@@ -451,6 +451,40 @@ fn a_kubernetes_configmap_symlink_swap_is_followed() {
 }
 
 #[test]
+fn a_config_deleted_then_restored_unchanged_clears_the_error_and_says_so_once() {
+    let dir = tempdir();
+    let (sidecar, port, config) = start_on_config(dir.path(), "a");
+    let text = read(&config);
+    let hash = hash_of(&text);
+    wait_for_hash(port, &hash, Duration::from_secs(5));
+
+    std::fs::remove_file(&config).unwrap_or_else(|e| panic!("{e}"));
+    let status = wait_for(Duration::from_secs(5), "the read error", || {
+        status_of(port).filter(|s| s["last_reload"]["result"] == "error")
+    });
+    assert_eq!(status["config"]["hash"], hash, "the running config stays");
+
+    write_atomically(&config, &text);
+    let status = wait_for(Duration::from_secs(5), "the error to clear", || {
+        status_of(port).filter(|s| s["last_reload"]["result"] == "ok")
+    });
+    assert_eq!(status["config"]["hash"], hash);
+    assert!(status["last_reload"]["error"].is_null(), "{status}");
+    let recovered = format!("config {hash} readable again");
+    wait_for(Duration::from_secs(2), "the recovery in the log", || {
+        sidecar.stderr().contains(&recovered).then_some(())
+    });
+    // Once: later polls of the same file say nothing more.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        sidecar.stderr().matches(&recovered).count(),
+        1,
+        "{}",
+        sidecar.stderr()
+    );
+}
+
+#[test]
 fn an_invalid_config_at_boot_still_runs_the_app_and_a_fixed_one_is_applied() {
     let dir = tempdir();
     let port = free_port();
