@@ -24,7 +24,7 @@ use crate::pipeline::PipelineHandle;
 use crate::status::StatusBoard;
 use crate::telemetry::{MetricType, Point, Telemetry};
 use cgroup::{Cgroup, DynoMemory};
-use procs::{LoadAvg, TreeUsage};
+use procs::{LoadAvg, ProcessTree, TreeUsage};
 
 /// Why part of a sample could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,9 @@ pub enum SampleError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// sysinfo cannot read the processes of this system.
+    #[error("cannot list processes on this system: the app's memory and CPU are not sampled")]
+    Processes,
 }
 
 /// Where the dyno's memory numbers came from.
@@ -83,9 +86,9 @@ pub struct Sampler {
     cgroup: Option<Cgroup>,
     /// The sidecar's pid: the app's tree is everything below it.
     pid: u32,
-    /// Clock ticks per second of `/proc/<pid>/stat` times.
-    ticks_per_second: f64,
-    /// CPU ticks of the tree at the previous sample, for the rate.
+    /// The app's process tree.
+    tree: ProcessTree,
+    /// CPU milliseconds of the tree at the previous sample, for the rate.
     last_cpu: Option<(Instant, u64)>,
 }
 
@@ -95,15 +98,11 @@ impl Sampler {
     pub fn new(proc_root: &Path, cgroup_root: &Path) -> Self {
         let own = std::fs::read_to_string(proc_root.join("self/cgroup")).unwrap_or_default();
         let cgroup = Cgroup::detect(cgroup_root, &own);
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100);
         Sampler {
             proc_root: proc_root.to_owned(),
             cgroup,
             pid: std::process::id(),
-            ticks_per_second: ticks as f64,
+            tree: ProcessTree::new(proc_root),
             last_cpu: None,
         }
     }
@@ -117,14 +116,14 @@ impl Sampler {
     pub fn sample(&mut self) -> Sample {
         let mut errors = Vec::new();
         let now = Instant::now();
-        let app = procs::descendants(&self.proc_root, self.pid).unwrap_or_else(|err| {
+        let app = self.tree.descendants(self.pid).unwrap_or_else(|err| {
             errors.push(err.to_string());
             TreeUsage::default()
         });
-        let app_cpu = match self.last_cpu.replace((now, app.cpu_ticks)) {
-            Some((then, ticks)) if now > then => {
-                // Processes that left the tree take their ticks with them: never negative.
-                let used = app.cpu_ticks.saturating_sub(ticks) as f64 / self.ticks_per_second;
+        let app_cpu = match self.last_cpu.replace((now, app.cpu_ms)) {
+            Some((then, ms)) if now > then => {
+                // Processes that left the tree take their time with them: never negative.
+                let used = app.cpu_ms.saturating_sub(ms) as f64 / 1000.0;
                 used * 100.0 / now.duration_since(then).as_secs_f64()
             }
             _ => 0.0,

@@ -1,36 +1,12 @@
-//! Processes as `/proc` shows them: the app's process tree, the sidecar's own memory,
-//! load averages. Every reader takes the proc root so tests can use fixtures.
+//! Processes: the app's process tree (sysinfo), the sidecar's own memory and load
+//! averages (`/proc`). The `/proc` readers take the proc root so tests can use fixtures.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate};
 
 use super::SampleError;
-
-/// The fields of `/proc/<pid>/stat` the sampler uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProcStat {
-    /// Process id.
-    pub pid: u32,
-    /// Parent's process id.
-    pub ppid: u32,
-    /// utime + stime + cutime + cstime, in clock ticks.
-    pub cpu_ticks: u64,
-}
-
-/// Parses `/proc/<pid>/stat`. The command name sits in parentheses and may hold spaces
-/// and parentheses itself, so fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let (head, tail) = text.rsplit_once(')')?;
-    let pid = head.split_once(' ')?.0.trim().parse().ok()?;
-    // tail: " S ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ..."
-    let fields: Vec<&str> = tail.split_whitespace().collect();
-    let number = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
-    Some(ProcStat {
-        pid,
-        ppid: u32::try_from(number(1)?).ok()?,
-        cpu_ticks: number(11)? + number(12)? + number(13)? + number(14)?,
-    })
-}
 
 /// A `Key:   123 kB` line of `/proc/<pid>/status`, in bytes.
 pub fn status_bytes(status: &str, key: &str) -> Option<u64> {
@@ -48,48 +24,75 @@ pub struct TreeUsage {
     pub rss: u64,
     /// Swapped-out memory, bytes.
     pub swap: u64,
-    /// CPU time, clock ticks (children that were waited for included).
-    pub cpu_ticks: u64,
+    /// CPU time of the processes now in the tree, milliseconds (user + system).
+    pub cpu_ms: u64,
     /// Number of processes.
     pub processes: u32,
 }
 
-/// Sums the usage of every descendant of `root_pid` (not `root_pid` itself).
-pub fn descendants(proc_root: &Path, root_pid: u32) -> Result<TreeUsage, SampleError> {
-    let entries = std::fs::read_dir(proc_root).map_err(|source| SampleError::Read {
-        path: proc_root.to_owned(),
-        source,
-    })?;
-    let mut children: BTreeMap<u32, Vec<ProcStat>> = BTreeMap::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        // Processes come and go while we read: a vanished one is simply skipped.
-        let Ok(text) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) else {
-            continue;
-        };
-        if let Some(stat) = parse_stat(&text) {
-            children.entry(stat.ppid).or_default().push(stat);
+/// The app's process tree, read with sysinfo.
+///
+/// sysinfo keeps per-process state between refreshes, so one `ProcessTree`
+/// lives as long as the sampler. It has no per-process swap: that one figure
+/// is read from `/proc/<pid>/status` (`VmSwap`) for the processes of the tree.
+#[derive(Debug)]
+pub struct ProcessTree {
+    /// `None` when sysinfo cannot read this system's processes.
+    system: Option<sysinfo::System>,
+    /// `/proc`, for `VmSwap`.
+    proc_root: PathBuf,
+}
+
+impl ProcessTree {
+    /// A tree reader; `proc_root` is where `VmSwap` is read (normally `/proc`).
+    pub fn new(proc_root: &Path) -> Self {
+        ProcessTree {
+            system: sysinfo::System::new().ok(),
+            proc_root: proc_root.to_owned(),
         }
     }
-    let mut usage = TreeUsage::default();
-    let mut pending = vec![root_pid];
-    while let Some(parent) = pending.pop() {
-        for child in children.get(&parent).into_iter().flatten() {
-            pending.push(child.pid);
-            usage.processes += 1;
-            usage.cpu_ticks += child.cpu_ticks;
-            if let Ok(status) =
-                std::fs::read_to_string(proc_root.join(child.pid.to_string()).join("status"))
-            {
-                usage.rss += status_bytes(&status, "VmRSS").unwrap_or(0);
-                usage.swap += status_bytes(&status, "VmSwap").unwrap_or(0);
+
+    /// Sums the usage of every descendant of `root_pid` (not `root_pid` itself).
+    pub fn descendants(&mut self, root_pid: u32) -> Result<TreeUsage, SampleError> {
+        let Some(system) = self.system.as_mut() else {
+            return Err(SampleError::Processes);
+        };
+        // Threads are not needed: their memory is their process's, and reading
+        // every `/proc/<pid>/task` would cost a walk per process.
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing()
+                .with_memory()
+                .with_cpu()
+                .without_tasks(),
+        );
+        let mut children: HashMap<Pid, Vec<&sysinfo::Process>> = HashMap::new();
+        for process in system.processes().values() {
+            if process.thread_kind().is_some() {
+                continue;
+            }
+            if let Some(parent) = process.parent() {
+                children.entry(parent).or_default().push(process);
             }
         }
+        let mut usage = TreeUsage::default();
+        let mut pending = vec![Pid::from_u32(root_pid)];
+        while let Some(parent) = pending.pop() {
+            for child in children.get(&parent).into_iter().flatten() {
+                pending.push(child.pid());
+                usage.processes += 1;
+                usage.rss += child.memory();
+                usage.cpu_ms += child.accumulated_cpu_time();
+                // Processes come and go while we read: a vanished one adds no swap.
+                let status = self.proc_root.join(child.pid().to_string()).join("status");
+                if let Ok(text) = std::fs::read_to_string(status) {
+                    usage.swap += status_bytes(&text, "VmSwap").unwrap_or(0);
+                }
+            }
+        }
+        Ok(usage)
     }
-    Ok(usage)
 }
 
 /// Resident memory of one process (`self` for the sidecar), bytes.

@@ -225,46 +225,38 @@ fn dyno_ids_look_like_herokus_and_are_stable() {
 }
 
 #[test]
-fn proc_stat_survives_odd_command_names() {
-    let text = "4242 (we) ird (name) S 4200 4242 4242 0 -1 4194560 100 0 0 0 150 50 7 3 20 0 1 0 12345 10000000 2500 18446744073709551615\n";
-    let stat = procs::parse_stat(text).unwrap_or_else(|| panic!("parses"));
-    assert_eq!(
-        stat,
-        procs::ProcStat {
-            pid: 4242,
-            ppid: 4200,
-            cpu_ticks: 150 + 50 + 7 + 3
+fn process_tree_sums_every_live_descendant_and_nothing_else() {
+    use std::os::unix::process::CommandExt as _;
+    // A real tree below this test process: a shell, two children that hold
+    // memory, and (outside the tree) a process that is not ours.
+    let mut app = std::process::Command::new("sh")
+        .args(["-c", "sleep 30 & sleep 30 & wait"])
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tree = procs::ProcessTree::new(std::path::Path::new("/proc"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let usage = loop {
+        let usage = tree
+            .descendants(std::process::id())
+            .unwrap_or_else(|e| panic!("{e}"));
+        if usage.processes >= 3 || std::time::Instant::now() > deadline {
+            break usage;
         }
-    );
-    assert_eq!(procs::parse_stat("garbage"), None);
-}
-
-#[test]
-fn process_tree_sums_every_descendant_only() {
-    let proc_root = tempdir();
-    let process = |pid: u32, ppid: u32, rss_kb: u64, swap_kb: u64| {
-        let dir = proc_root.path().join(pid.to_string());
-        write(
-            &dir.join("stat"),
-            &format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 10 5 0 0 20 0 1 0 1 1 1\n"),
-        );
-        write(
-            &dir.join("status"),
-            &format!("Name:\tp\nVmRSS:\t{rss_kb} kB\nVmSwap:\t{swap_kb} kB\n"),
-        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    process(100, 1, 5000, 0); // the sidecar
-    process(101, 100, 1000, 10); // the app
-    process(102, 101, 2000, 20); // its child
-    process(103, 102, 3000, 0); // a grandchild
-    process(104, 100, 500, 0); // an orphan re-parented to the sidecar
-    process(200, 1, 9999, 0); // someone else
-    write(&proc_root.path().join("self/stat"), "not a process\n");
-    let usage = procs::descendants(proc_root.path(), 100).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(usage.processes, 4);
-    assert_eq!(usage.rss, (1000 + 2000 + 3000 + 500) * 1024);
-    assert_eq!(usage.swap, 30 * 1024);
-    assert_eq!(usage.cpu_ticks, 4 * 15);
+    let group = nix::unistd::Pid::from_raw(i32::try_from(app.id()).unwrap_or(i32::MAX));
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = app.wait();
+    assert_eq!(usage.processes, 3, "sh and its two sleeps: {usage:?}");
+    // Each is at least a few hundred kB resident; the whole machine would be far more.
+    assert!(usage.rss > 3 * 100 * 1024, "{usage:?}");
+    assert!(usage.rss < 64 * 1024 * 1024, "{usage:?}");
+    // A pid with no children has an empty tree.
+    let none = tree
+        .descendants(u32::MAX - 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(none, procs::TreeUsage::default());
 }
 
 #[test]
