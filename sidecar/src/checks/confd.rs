@@ -34,6 +34,93 @@ use dynoscope_crds::dyno::IntegrationConfig;
 use dynoscope_crds::observability::IntegrationType;
 use serde_yaml::Value;
 
+/// What could not be used in a `conf.d` directory: each names the file (and the
+/// instance and field), never a value, and says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfDError {
+    /// The directory or a file in it could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The directory or file.
+        path: String,
+        /// The OS error's text (kept as text so that problems can be compared and cloned).
+        message: String,
+    },
+    /// A check other than postgres, redisdb and mcache.
+    #[error(
+        "{file}: the `{check}` check is not supported (only postgres, redisdb and mcache): skipped"
+    )]
+    Unsupported {
+        /// The file.
+        file: String,
+        /// The check it configures.
+        check: String,
+    },
+    /// Not YAML.
+    #[error("{file}: not valid YAML{at}: fix the file")]
+    Yaml {
+        /// The file.
+        file: String,
+        /// ` at line L, column C` when the parser knows.
+        at: String,
+    },
+    /// No `instances:` list.
+    #[error("{file}: no `instances:` list: nothing to check")]
+    NoInstances {
+        /// The file.
+        file: String,
+    },
+    /// An instance that is not a mapping.
+    #[error("{at}: is not a mapping of fields: skipped")]
+    NotMapping {
+        /// `<file> instances[<i>]`.
+        at: String,
+    },
+    /// A field of the wrong type.
+    #[error("{at}: field `{field}` must be {expected}")]
+    WrongType {
+        /// `<file> instances[<i>]`.
+        at: String,
+        /// The field.
+        field: &'static str,
+        /// What it must be, e.g. `a whole number`.
+        expected: &'static str,
+    },
+    /// A `%%env_NAME%%` template whose variable is not set.
+    #[error("{at}: field `{field}` uses %%env_{variable}%%, which is not set: set it in the dyno's environment")]
+    UnsetVariable {
+        /// `<file> instances[<i>]`.
+        at: String,
+        /// The field.
+        field: &'static str,
+        /// The variable.
+        variable: String,
+    },
+    /// No server named.
+    #[error("{at}: field `{field}` is missing: name the server (unix sockets are not supported)")]
+    MissingHost {
+        /// `<file> instances[<i>]`.
+        at: String,
+        /// `host`, or `url` for mcache.
+        field: &'static str,
+    },
+    /// Only one of the SASL credentials.
+    #[error("{at}: SASL needs both `username` and `password`, or neither")]
+    HalfSasl {
+        /// `<file> instances[<i>]`.
+        at: String,
+    },
+}
+
+impl ConfDError {
+    fn read(path: &Path, err: &std::io::Error) -> Self {
+        ConfDError::Read {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
 /// One check config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct File {
@@ -56,17 +143,17 @@ pub struct Loaded {
     /// The values the configs' `…From` fields name (URLs, server lists, credentials).
     pub values: BTreeMap<String, String>,
     /// What could not be used, each naming the file, instance and field.
-    pub problems: Vec<String>,
+    pub problems: Vec<ConfDError>,
 }
 
 /// The check files of `dir`: `<check>.yaml`/`.yml` and `<check>.d/*.yaml`, sorted.
 /// A directory that does not exist (yet) has none.
-pub fn read_dir(dir: &Path) -> Result<Files, String> {
+pub fn read_dir(dir: &Path) -> Result<Files, ConfDError> {
     let mut files = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(files),
-        Err(err) => return Err(format!("{}: {err}", dir.display())),
+        Err(err) => return Err(ConfDError::read(dir, &err)),
     };
     let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
@@ -77,7 +164,7 @@ pub fn read_dir(dir: &Path) -> Result<Files, String> {
                 continue;
             }
             let mut inner: Vec<_> = std::fs::read_dir(&path)
-                .map_err(|err| format!("{}: {err}", path.display()))?
+                .map_err(|err| ConfDError::read(&path, &err))?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| is_yaml(p))
@@ -99,14 +186,14 @@ fn is_yaml(path: &Path) -> bool {
     path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml")
 }
 
-fn read_file(check: String, path: &Path) -> Result<File, String> {
+fn read_file(check: String, path: &Path) -> Result<File, ConfDError> {
     std::fs::read_to_string(path)
         .map(|text| File {
             check,
             path: path.display().to_string(),
             text,
         })
-        .map_err(|err| format!("{}: {err}", path.display()))
+        .map_err(|err| ConfDError::read(path, &err))
 }
 
 /// Turns the files into checks; `env` answers `%%env_NAME%%`.
@@ -120,9 +207,10 @@ pub fn load(files: &Files, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
             "mcache" => IntegrationType::Memcached,
             "auto_conf" => continue,
             other => {
-                loaded.problems.push(format!(
-                    "{file}: the `{other}` check is not supported (only postgres, redisdb and mcache): skipped"
-                ));
+                loaded.problems.push(ConfDError::Unsupported {
+                    file: file.clone(),
+                    check: other.to_owned(),
+                });
                 continue;
             }
         };
@@ -134,16 +222,17 @@ pub fn load(files: &Files, env: &dyn Fn(&str) -> Option<String>) -> Loaded {
                     .location()
                     .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
                     .unwrap_or_default();
-                loaded
-                    .problems
-                    .push(format!("{file}: not valid YAML{at}: fix the file"));
+                loaded.problems.push(ConfDError::Yaml {
+                    file: file.clone(),
+                    at,
+                });
                 continue;
             }
         };
         let Some(instances) = document.get("instances").and_then(Value::as_sequence) else {
             loaded
                 .problems
-                .push(format!("{file}: no `instances:` list: nothing to check"));
+                .push(ConfDError::NoInstances { file: file.clone() });
             continue;
         };
         for (i, instance) in instances.iter().enumerate() {
@@ -173,15 +262,15 @@ impl<'a> Instance<'a> {
         at: &'a str,
         value: &'a Value,
         env: &'a dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfDError> {
         let map = value
             .as_mapping()
-            .ok_or_else(|| format!("{at}: is not a mapping of fields: skipped"))?;
+            .ok_or_else(|| ConfDError::NotMapping { at: at.to_owned() })?;
         Ok(Instance { at, map, env })
     }
 
     /// A scalar field as text, `%%env_NAME%%` replaced.
-    fn text(&self, field: &str) -> Result<Option<String>, String> {
+    fn text(&self, field: &'static str) -> Result<Option<String>, ConfDError> {
         let Some(value) = self.map.get(field) else {
             return Ok(None);
         };
@@ -190,63 +279,60 @@ impl<'a> Instance<'a> {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            _ => {
-                return Err(format!(
-                    "{}: field `{field}` must be a string or a number",
-                    self.at
-                ))
-            }
+            _ => return Err(self.wrong_type(field, "a string or a number")),
         };
         expand(&raw, self.env)
             .map(Some)
-            .map_err(|variable| {
-                format!(
-                    "{}: field `{field}` uses %%env_{variable}%%, which is not set: set it in the dyno's environment",
-                    self.at
-                )
-            })
+            .map_err(|variable| self.unset(field, variable))
     }
 
-    fn number<T: std::str::FromStr>(&self, field: &str) -> Result<Option<T>, String> {
+    fn wrong_type(&self, field: &'static str, expected: &'static str) -> ConfDError {
+        ConfDError::WrongType {
+            at: self.at.to_owned(),
+            field,
+            expected,
+        }
+    }
+
+    fn unset(&self, field: &'static str, variable: String) -> ConfDError {
+        ConfDError::UnsetVariable {
+            at: self.at.to_owned(),
+            field,
+            variable,
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, field: &'static str) -> Result<Option<T>, ConfDError> {
         match self.text(field)? {
             None => Ok(None),
             Some(text) => text
                 .trim()
                 .parse()
                 .map(Some)
-                .map_err(|_| format!("{}: field `{field}` must be a whole number", self.at)),
+                .map_err(|_| self.wrong_type(field, "a whole number")),
         }
     }
 
-    fn tags(&self) -> Result<Vec<String>, String> {
+    fn tags(&self) -> Result<Vec<String>, ConfDError> {
         match self.map.get("tags") {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Sequence(items)) => items
                 .iter()
                 .map(|item| match item {
-                    Value::String(tag) => expand(tag, self.env).map_err(|variable| {
-                        format!(
-                            "{}: field `tags` uses %%env_{variable}%%, which is not set",
-                            self.at
-                        )
-                    }),
-                    _ => Err(format!(
-                        "{}: field `tags` must be a list of strings",
-                        self.at
-                    )),
+                    Value::String(tag) => {
+                        expand(tag, self.env).map_err(|variable| self.unset("tags", variable))
+                    }
+                    _ => Err(self.wrong_type("tags", "a list of strings")),
                 })
                 .collect(),
-            Some(_) => Err(format!(
-                "{}: field `tags` must be a list of strings",
-                self.at
-            )),
+            Some(_) => Err(self.wrong_type("tags", "a list of strings")),
         }
     }
 
     fn into_check(
         self,
         kind: IntegrationType,
-    ) -> Result<(IntegrationConfig, BTreeMap<String, String>), String> {
+    ) -> Result<(IntegrationConfig, BTreeMap<String, String>), ConfDError> {
         let interval = match self.number::<u64>("min_collection_interval")? {
             Some(0) | None => dynoscope_crds::defaults::CHECK_INTERVAL,
             Some(seconds) => HumanDuration(Duration::from_secs(seconds)),
@@ -268,10 +354,10 @@ impl<'a> Instance<'a> {
             } else {
                 "host"
             };
-            return Err(format!(
-                "{}: field `{field}` is missing: name the server (unix sockets are not supported)",
-                self.at
-            ));
+            return Err(ConfDError::MissingHost {
+                at: self.at.to_owned(),
+                field,
+            });
         };
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
@@ -344,10 +430,9 @@ impl<'a> Instance<'a> {
                     }
                     (None, None) => {}
                     _ => {
-                        return Err(format!(
-                            "{}: SASL needs both `username` and `password`, or neither",
-                            self.at
-                        ))
+                        return Err(ConfDError::HalfSasl {
+                            at: self.at.to_owned(),
+                        })
                     }
                 }
             }
@@ -424,7 +509,12 @@ impl ConfD {
 
     /// The problems of the last read, for `/status`.
     pub fn problems(&self) -> Vec<String> {
-        self.lock().loaded.problems.clone()
+        self.lock()
+            .loaded
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -145,6 +145,7 @@ fn problems_name_file_instance_and_field_but_never_a_value() {
         loaded.problems
     );
     for (problem, start) in loaded.problems.iter().zip(expected) {
+        let problem = problem.to_string();
         assert!(
             problem.starts_with(start),
             "{problem:?} should start with {start:?}"
