@@ -22,7 +22,11 @@ fn main() -> anyhow::Result<()> {
             supervisor::block_signals()?;
             let stats = Arc::new(Stats::default());
             let output = output::install(
-                Output::start(stats.clone()).context("cannot start the output writers")?,
+                Output::start(
+                    stats.clone(),
+                    output::queue_bytes(std::env::var(output::QUEUE_BYTES_ENV).ok().as_deref()),
+                )
+                .context("cannot start the output writers")?,
             );
             tracing_subscriber::fmt()
                 .with_env_filter(

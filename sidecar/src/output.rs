@@ -40,6 +40,18 @@ use crate::stats::{Stats, StreamStats};
 /// of normal output.
 pub const QUEUE_BYTES: usize = 1 << 20;
 
+/// The environment variable that sets the bound of each stream's queue in bytes, for
+/// dynos where 2 MiB matter and for tests that fill the queue; default [`QUEUE_BYTES`].
+pub const QUEUE_BYTES_ENV: &str = "DYNOSCOPE_OUTPUT_QUEUE_BYTES";
+
+/// The queue bound from [`QUEUE_BYTES_ENV`]'s value: [`QUEUE_BYTES`] when unset or
+/// not a number of bytes.
+pub fn queue_bytes(value: Option<&str>) -> usize {
+    value
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(QUEUE_BYTES)
+}
+
 /// The largest write POSIX guarantees a pipe takes in one piece (4096 bytes on Linux);
 /// writes are cut at line ends below it so that no line of ours is split by the app's.
 pub const PIPE_BUF: usize = 4096;
@@ -357,11 +369,11 @@ pub struct Output {
 }
 
 impl Output {
-    /// Starts the writer threads of fds 1 and 2, each with a queue of [`QUEUE_BYTES`].
+    /// Starts the writer threads of fds 1 and 2, each with a queue of `queue_bytes`.
     ///
     /// Call it after the signals are blocked (see `supervisor::block_signals`): the
     /// threads inherit the mask, and one that did not block SIGTERM would die of it.
-    pub fn start(stats: Arc<Stats>) -> io::Result<Output> {
+    pub fn start(stats: Arc<Stats>, queue_bytes: usize) -> io::Result<Output> {
         // Duplicates of fds 1 and 2 as plain files: std's `Stdout` buffers by line and
         // would choose its own write sizes; a `File` writes each chunk with `write(2)`.
         let stdout = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
@@ -370,10 +382,10 @@ impl Output {
             stdout: LineWriter::spawn(
                 Stream::Stdout,
                 Box::new(stdout),
-                QUEUE_BYTES,
+                queue_bytes,
                 stats.clone(),
             )?,
-            stderr: LineWriter::spawn(Stream::Stderr, Box::new(stderr), QUEUE_BYTES, stats)?,
+            stderr: LineWriter::spawn(Stream::Stderr, Box::new(stderr), queue_bytes, stats)?,
         })
     }
 

@@ -297,3 +297,11 @@ fn a_tracing_event_is_queued_as_one_piece() {
     );
     assert_eq!(stats.output.stdout.written_lines.get(), 1);
 }
+
+#[test]
+fn the_queue_bound_comes_from_the_environment_when_it_is_a_number() {
+    assert_eq!(queue_bytes(None), QUEUE_BYTES);
+    assert_eq!(queue_bytes(Some("4096")), 4096);
+    assert_eq!(queue_bytes(Some(" 4096\n")), 4096);
+    assert_eq!(queue_bytes(Some("1MiB")), QUEUE_BYTES);
+}
