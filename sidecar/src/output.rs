@@ -139,30 +139,28 @@ impl Queue {
         if self.gap_lines == 0 {
             return None;
         }
-        let notice = format!(
-            "dynoscope-sidecar: {} was blocked: dropped {} lines ({} bytes)\n",
-            stream.name(),
-            self.gap_lines,
-            self.gap_bytes
-        );
+        let text = notice(stream, self.gap_lines, self.gap_bytes);
         self.gap_lines = 0;
         self.gap_bytes = 0;
-        Some(notice)
+        Some(text)
     }
 
-    /// The notice the next accepted line would need before it, without taking it.
+    /// The length of the notice the next accepted line needs before it; 0 without a gap.
     fn notice_len(&self, stream: Stream) -> usize {
         if self.gap_lines == 0 {
             return 0;
         }
-        // Formatting twice is fine: this only runs while lines are being dropped.
-        let mut probe = Queue {
-            gap_lines: self.gap_lines,
-            gap_bytes: self.gap_bytes,
-            ..Queue::default()
-        };
-        probe.take_notice(stream).map_or(0, |n| n.len())
+        // Formatted twice, here and when taken: only while lines are being dropped.
+        notice(stream, self.gap_lines, self.gap_bytes).len()
     }
+}
+
+/// The line that tells a stream's reader what it missed.
+fn notice(stream: Stream, lines: u64, bytes: u64) -> String {
+    format!(
+        "dynoscope-sidecar: {} was blocked: dropped {lines} lines ({bytes} bytes)\n",
+        stream.name()
+    )
 }
 
 impl Shared {

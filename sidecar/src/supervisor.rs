@@ -118,10 +118,15 @@ pub struct Signals {
 
 /// What the supervisor thread needs once the app runs.
 struct Job {
+    /// The app's pid and process group.
     app: Pid,
+    /// The grace period, read when the first TERM or INT arrives: a reload may change it.
     grace: Box<dyn Fn() -> Duration + Send>,
+    /// Forwarded signals and reaped orphans are counted.
     stats: Arc<Stats>,
+    /// `/status` shows the app stopping.
     status: Arc<StatusBoard>,
+    /// Where the app's exit status goes: `run` awaits it on the async side.
     exit: tokio::sync::oneshot::Sender<i32>,
 }
 
@@ -131,11 +136,7 @@ impl Signals {
     pub fn install() -> Result<Self, SupervisorError> {
         let handled = handled();
         let mask = SigSet::thread_get_mask().map_err(|e| SupervisorError::Signals(e.into()))?;
-        if FORWARDED
-            .iter()
-            .chain([&Signal::SIGCHLD])
-            .any(|sig| !mask.contains(*sig))
-        {
+        if handled.iter().any(|sig| !mask.contains(sig)) {
             return Err(SupervisorError::NotBlocked);
         }
         let fd = SignalFd::with_flags(&handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
