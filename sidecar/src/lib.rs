@@ -25,6 +25,8 @@
 //!   [`proto`]: the protobuf messages they send.
 //! - [`status`], [`admin`]: what `/status` reports, the loopback HTTP
 //!   endpoint serving it, and `dynoscope-sidecar status`.
+//! - [`output`]: the sidecar's own stdout and stderr, each written by a
+//!   thread of its own from a byte-bounded queue; full, it drops and counts.
 //! - [`stats`]: every internal counter, in one place.
 //! - [`clock`]: unix time, once.
 //!
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_watch;
+pub mod output;
 pub mod pipeline;
 pub mod proto;
 pub mod receivers;

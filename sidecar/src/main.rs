@@ -1,22 +1,39 @@
 //! `dynoscope-sidecar`: parse the arguments, build the runtime, run.
 
 use std::io::IsTerminal as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use dynoscope_sidecar::{admin, cli, run};
+use dynoscope_sidecar::output::{self, Output};
+use dynoscope_sidecar::stats::Stats;
+use dynoscope_sidecar::{admin, cli, run, supervisor};
+
+/// How long the last lines get to reach stdout and stderr at exit: a reader that has
+/// stopped reading must not hold the exit, which the dyno manager is timing.
+const EXIT_FLUSH: Duration = Duration::from_millis(500);
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Run(args) => {
+            // Before any thread starts, so that every thread inherits the mask.
+            supervisor::block_signals()?;
+            let stats = Arc::new(Stats::default());
+            let output = output::install(
+                Output::start(
+                    stats.clone(),
+                    output::queue_bytes(std::env::var(output::QUEUE_BYTES_ENV).ok().as_deref()),
+                )
+                .context("cannot start the output writers")?,
+            );
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("DYNOSCOPE_LOG")
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
-                .with_writer(std::io::stderr)
+                .with_writer(output.stderr.clone())
                 // Colours only for people: log drains would keep the escape codes.
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
@@ -27,8 +44,9 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            let code = runtime.block_on(run::run(args));
+            let code = runtime.block_on(run::run(args, stats));
             runtime.shutdown_timeout(Duration::from_millis(100));
+            output.flush(EXIT_FLUSH);
             std::process::exit(code);
         }
         cli::Command::Status(args) => {

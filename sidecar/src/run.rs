@@ -35,12 +35,12 @@ const CONF_D_POLL: Duration = Duration::from_secs(2);
 /// Time the pipeline gets to flush once the app is gone.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the app under supervision; returns the status to exit with.
-pub async fn run(args: RunArgs) -> i32 {
+/// Runs the app under supervision; returns the status to exit with. `stats` are the
+/// counters `main` already gave the output writers.
+pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
     if !supervisor::become_subreaper() && std::process::id() != 1 {
         tracing::debug!("not a subreaper: orphans of the app are reaped by init");
     }
-    let stats = Arc::new(Stats::default());
     let source = args.source(std::env::var("DYNO").ok());
     let status = Arc::new(StatusBoard::new(source.describe()));
     status.set_command(
@@ -50,7 +50,7 @@ pub async fn run(args: RunArgs) -> i32 {
             .collect(),
     );
 
-    let mut signals = match Signals::install() {
+    let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(err) => {
             tracing::error!("{err}");
@@ -146,10 +146,13 @@ pub async fn run(args: RunArgs) -> i32 {
         }
         std::future::pending::<()>().await;
     };
-    let grace =
-        || config::grace_period(bus.borrow().as_deref(), args.grace_period.map(|g| g.get()));
+    // Read by the supervisor thread when TERM arrives: a watch borrow is a short read lock.
+    let grace = {
+        let (config, flag) = (bus.subscribe(), args.grace_period.map(|g| g.get()));
+        move || config::grace_period(config.borrow().as_deref(), flag)
+    };
     let code = tokio::select! {
-        code = supervisor::supervise(&app, &mut signals, grace, &stats, &status) => code,
+        code = supervisor::supervise(&app, signals, grace, stats.clone(), status.clone()) => code,
         () = reconfigure => 1,
     };
     status.set_exit(code);

@@ -11,7 +11,6 @@ pub mod cgroup;
 pub mod log_lines;
 pub mod procs;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
 
 use crate::clock::unix_now;
+use crate::output;
 use crate::pipeline::PipelineHandle;
 use crate::status::StatusBoard;
 use crate::telemetry::{MetricType, Point, Telemetry};
@@ -307,8 +307,9 @@ fn take(
             text.push_str(&line);
             text.push('\n');
         }
-        // A closed stdout must not stop sampling: the numbers still reach the pipeline.
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        // Queued for stdout's writer thread: a blocked or closed stdout must not stop
+        // sampling (lines it cannot take are dropped and counted there).
+        output::stdout(text.as_bytes());
     }
 }
 

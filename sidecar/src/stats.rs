@@ -77,6 +77,8 @@ pub struct Stats {
     pub dogstatsd: DogStatsdStats,
     /// The trace receiver: requests, spans, errors, APM stats.
     pub traces: TraceStats,
+    /// The sidecar's own stdout and stderr.
+    pub output: OutputStats,
 }
 
 /// Counters of [`crate::pipeline`].
@@ -132,6 +134,28 @@ pub struct SamplerStats {
 pub struct TaskStats {
     /// Background tasks (sampler, admin, watcher) that panicked and were restarted.
     pub panics: Counter,
+}
+
+/// Counters of [`crate::output`]: what the sidecar's own output streams carried.
+#[derive(Debug, Default, Serialize)]
+pub struct OutputStats {
+    /// Stdout: the stdout sink's l2met lines and the sampler's runtime-metrics lines.
+    pub stdout: StreamStats,
+    /// Stderr: the sidecar's logs.
+    pub stderr: StreamStats,
+}
+
+/// What one output stream wrote and what it dropped because its reader fell behind.
+#[derive(Debug, Default, Serialize)]
+pub struct StreamStats {
+    /// Lines written (the notices of dropped lines included).
+    pub written_lines: Counter,
+    /// Bytes of those lines, newlines included.
+    pub written_bytes: Counter,
+    /// Lines dropped: the queue was full, or the stream refused the write.
+    pub dropped_lines: Counter,
+    /// Bytes of those lines.
+    pub dropped_bytes: Counter,
 }
 
 /// Counts by a stable kind name (`bad_value`, `truncated`…), for errors that

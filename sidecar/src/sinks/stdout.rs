@@ -5,12 +5,13 @@
 //! form and are skipped.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use super::{Sink, SinkError};
+use crate::output;
 use crate::telemetry::{MetricType, Point, Telemetry};
 
-/// Writes points as l2met lines to the sidecar's stdout (the dyno's log stream).
+/// Writes points as l2met lines to the sidecar's stdout (the dyno's log stream),
+/// through [`output::stdout`]'s writer thread.
 #[derive(Debug)]
 pub struct StdoutSink {
     /// The dyno, `source=` of every line.
@@ -43,27 +44,18 @@ pub fn line(source: &str, point: &Point) -> String {
 
 impl Sink for StdoutSink {
     fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
         for item in batch {
             let Telemetry::Points(points) = item else {
                 continue;
             };
             for point in points {
-                // One write per line, so lines do not interleave with the app's.
-                let mut text = line(&self.source, point);
-                text.push('\n');
-                out.write_all(text.as_bytes())
-                    .map_err(|source| SinkError::Io {
-                        sink: "stdout".into(),
-                        source,
-                    })?;
+                // Queued for stdout's writer thread, which writes whole lines so they
+                // do not interleave with the app's. Never an error: lines a blocked
+                // stdout cannot take are dropped and counted there (`counters.output`).
+                output::stdout(line(&self.source, point).as_bytes());
             }
         }
-        out.flush().map_err(|source| SinkError::Io {
-            sink: "stdout".into(),
-            source,
-        })
+        Ok(())
     }
 }
 
