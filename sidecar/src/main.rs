@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use dynoscope_sidecar::{admin, cli, run};
+use dynoscope_crds::sidecar_status;
+use dynoscope_sidecar::{cli, clock, run, status};
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
@@ -32,11 +33,11 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         cli::Command::Status(args) => {
-            let status = admin::fetch(&args.admin)?;
+            let now = sidecar_status::fetch(&args.admin, Duration::from_secs(5))?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                println!("{}", serde_json::to_string_pretty(&now)?);
             } else {
-                print!("{}", admin::render(&status));
+                print!("{}", status::render(&now, clock::unix_now()));
             }
             Ok(())
         }
