@@ -13,6 +13,8 @@
 //!   formation to one [`dyno::DynoConfig`] per dyno; defaults come from [`defaults`].
 //! - [`dyno`]: `DynoConfig`, the operator → sidecar contract, with its hash and schema.
 //! - [`value`], [`duration`]: secret references and `20s`-style durations.
+//! - [`sidecar_status`]: the sidecar's `/status` document (the sidecar → people
+//!   and operator contract) and the one client that reads it.
 //!
 //! Data flows manifest text → [`manifest`] → [`render`] (which runs
 //! [`validate`]) → `DynoConfig` YAML, which the sidecar reads back with
@@ -25,6 +27,7 @@ pub mod manifest;
 pub mod observability;
 pub mod procfile;
 pub mod render;
+pub mod sidecar_status;
 pub mod validate;
 pub mod value;
 

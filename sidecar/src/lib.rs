@@ -23,8 +23,10 @@
 //! - [`sinks`]: stdout (Heroku l2met lines), jsonl, and the network sinks
 //!   (datadog, prometheus, otlp) with their shared buffered delivery;
 //!   [`proto`]: the protobuf messages they send.
-//! - [`status`], [`admin`]: what `/status` reports, the loopback HTTP
-//!   endpoint serving it, and `dynoscope-sidecar status`.
+//! - [`status`]: what `/status` reports (the typed model of
+//!   `dynoscope_crds::sidecar_status`), the loopback endpoint serving it, and
+//!   `dynoscope-sidecar status`; [`http_server`]: serving a router with
+//!   timeouts and a connection limit.
 //! - [`output`]: the sidecar's own stdout and stderr, each written by a
 //!   thread of its own from a byte-bounded queue; full, it drops and counts.
 //! - [`stats`]: every internal counter, in one place.
@@ -34,12 +36,12 @@
 //! → pipeline task (tag) → sinks; config flows file → [`config_watch`] →
 //! watch channel → pipeline, sampler, admin, supervisor (grace period).
 
-pub mod admin;
 pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_watch;
+pub mod http_server;
 pub mod output;
 pub mod pipeline;
 pub mod proto;

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use dynoscope_crds::sidecar_status;
 use dynoscope_sidecar::output::{self, Output};
 use dynoscope_sidecar::stats::Stats;
-use dynoscope_sidecar::{admin, cli, run, supervisor};
+use dynoscope_sidecar::{cli, clock, run, status, supervisor};
 
 /// How long the last lines get to reach stdout and stderr at exit: a reader that has
 /// stopped reading must not hold the exit, which the dyno manager is timing.
@@ -50,11 +51,11 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         cli::Command::Status(args) => {
-            let status = admin::fetch(&args.admin)?;
+            let now = sidecar_status::fetch(&args.admin, Duration::from_secs(5))?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                println!("{}", serde_json::to_string_pretty(&now)?);
             } else {
-                print!("{}", admin::render(&status));
+                print!("{}", status::render(&now, clock::unix_now()));
             }
             Ok(())
         }

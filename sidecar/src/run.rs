@@ -16,7 +16,6 @@ use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::admin::{self, AdminState};
 use crate::checks;
 use crate::cli::RunArgs;
 use crate::config;
@@ -25,7 +24,7 @@ use crate::pipeline::{self, PipelineConfig};
 use crate::receivers::Receivers;
 use crate::sampler::{self, Sampler};
 use crate::stats::Stats;
-use crate::status::{AppState, StatusBoard};
+use crate::status::{server, AdminState, AppState, StatusBoard};
 use crate::supervisor::{self, Signals};
 
 /// How often the `conf.d` directory is re-read: a few small files, and
@@ -131,7 +130,7 @@ pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
                 status: status.clone(),
                 stats: stats.clone(),
             };
-            move || admin::run(config.clone(), flag, state.clone())
+            move || server::run(config.clone(), flag, state.clone())
         }),
     ];
 

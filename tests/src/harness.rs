@@ -2,13 +2,12 @@
 //! the sidecar started on it with its output in files, `/status` read over
 //! HTTP, and the virtualenv's Python with the real Datadog clients.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dynoscope_crds::render::{render_dyno, RenderInput};
+use dynoscope_crds::sidecar_status::{self, SidecarStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -37,18 +36,14 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// GET /status of a sidecar's admin port.
+/// GET /status of a sidecar's admin port, typed; `None` while it does not answer.
+pub fn sidecar_status(port: u16) -> Option<SidecarStatus> {
+    sidecar_status::fetch(&format!("127.0.0.1:{port}"), Duration::from_secs(2)).ok()
+}
+
+/// [`sidecar_status`] as JSON, for the tests that assert on the document's field names.
 pub fn status_of(port: u16) -> Option<Value> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    serde_json::to_value(sidecar_status(port)?).ok()
 }
 
 /// A running sidecar whose output goes to files in its directory.

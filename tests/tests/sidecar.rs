@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dynoscope_tests::harness::{read, render, status_of, Sidecar};
+use dynoscope_crds::sidecar_status::{AppState, Observability, ReloadResult, SidecarStatus};
+use dynoscope_tests::harness::{read, render, sidecar_status, status_of, Sidecar};
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::{bin, wait_for};
 use nix::sys::signal::Signal;
@@ -346,9 +347,9 @@ fn hash_of(text: &str) -> String {
         .unwrap_or_default()
 }
 
-fn wait_for_hash(port: u16, hash: &str, within: Duration) -> Value {
+fn wait_for_hash(port: u16, hash: &str, within: Duration) -> SidecarStatus {
     wait_for(within, &format!("/status to show config {hash}"), || {
-        status_of(port).filter(|s| s["config"]["hash"] == hash)
+        sidecar_status(port).filter(|s| s.config.hash.as_deref() == Some(hash))
     })
 }
 
@@ -357,28 +358,26 @@ fn a_changed_config_is_applied_without_restarting_the_app() {
     let dir = tempdir();
     let (_sidecar, port, config) = start_on_config(dir.path(), "a");
     let first = wait_for_hash(port, &hash_of(&read(&config)), Duration::from_secs(5));
-    let app_pid = first["app"]["pid"].as_u64();
-    assert!(app_pid.is_some(), "{first}");
+    let app_pid = first.app.pid;
+    assert!(app_pid.is_some(), "{first:?}");
 
     // The operator's way: a temp file renamed over the config.
     let second = render(&quiet_spec(port, "  tags: ['team:b']\n"));
     write_atomically(&config, &second);
     let status = wait_for_hash(port, &hash_of(&second), Duration::from_secs(1));
-    assert_eq!(status["app"]["pid"].as_u64(), app_pid, "same app process");
-    assert_eq!(status["last_reload"]["result"], "ok");
-    assert_eq!(
-        status["last_reload"]["changed"],
-        serde_json::json!(["tags"])
-    );
+    assert_eq!(status.app.pid, app_pid, "same app process");
+    let reload = status.last_reload.unwrap_or_default();
+    assert_eq!(reload.result, ReloadResult::Ok);
+    assert_eq!(reload.changed, ["tags"]);
 
     // An editor's way: the file rewritten in place.
     let third = render(&quiet_spec(port, "  tags: ['team:c']\n"));
     write(&config, &third);
     let status = wait_for_hash(port, &hash_of(&third), Duration::from_secs(1));
-    assert_eq!(status["app"]["pid"].as_u64(), app_pid);
+    assert_eq!(status.app.pid, app_pid);
     assert!(
-        status["counters"]["reloads"]["ok"].as_u64() >= Some(2),
-        "{status}"
+        status.counters.get("reloads", "ok") >= Some(2),
+        "{status:?}"
     );
 
     // A broken config: the old one stays and the error is reported.
@@ -387,18 +386,18 @@ fn a_changed_config_is_applied_without_restarting_the_app() {
         &third.replace("schemaVersion: 1", "schemaVersion: [1"),
     );
     let status = wait_for(Duration::from_secs(1), "the reload error", || {
-        status_of(port).filter(|s| s["last_reload"]["result"] == "error")
+        sidecar_status(port).filter(|s| {
+            s.last_reload
+                .as_ref()
+                .is_some_and(|r| r.result == ReloadResult::Error)
+        })
     });
-    assert_eq!(status["config"]["hash"], hash_of(&third));
-    assert!(
-        status["last_reload"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("dyno.yaml")),
-        "{status}"
-    );
-    assert!(status["counters"]["reloads"]["failed"].as_u64() >= Some(1));
-    assert_eq!(status["app"]["pid"].as_u64(), app_pid);
-    assert_eq!(status["app"]["state"], "running");
+    assert_eq!(status.config.hash, Some(hash_of(&third)));
+    let error = status.last_reload.as_ref().and_then(|r| r.error.as_deref());
+    assert!(error.is_some_and(|e| e.contains("dyno.yaml")), "{status:?}");
+    assert!(status.counters.get("reloads", "failed") >= Some(1));
+    assert_eq!(status.app.pid, app_pid);
+    assert_eq!(status.app.state, AppState::Running);
 
     // `dynoscope-sidecar status` prints the same for people.
     let output = Command::new(bin("dynoscope-sidecar"))
@@ -522,7 +521,7 @@ fn an_invalid_config_at_boot_still_runs_the_app_and_a_fixed_one_is_applied() {
     let valid = render(&quiet_spec(port, ""));
     write_atomically(&config, &valid);
     let status = wait_for_hash(port, &hash_of(&valid), Duration::from_secs(2));
-    assert_eq!(status["config"]["observability"], "on");
+    assert_eq!(status.config.observability, Observability::On);
 
     // A missing config file: the same, the app runs.
     let missing = dir.path().join("missing.yaml").display().to_string();

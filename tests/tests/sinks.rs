@@ -727,8 +727,7 @@ fn run_sidecar(intake: &Intake, before_term: impl FnOnce()) -> Run {
         Duration::from_secs(15),
         "a delivered series batch in /status",
         || {
-            let (_, body) = get(admin, "/status")?;
-            let status: Value = serde_json::from_str(&body).ok()?;
+            let status = status_of(admin)?;
             let sink = status["sinks"]
                 .as_array()?
                 .iter()

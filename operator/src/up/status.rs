@@ -1,12 +1,10 @@
 //! `dynoscope-operator status`: every dyno of a running `up`, with what its sidecar reports.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use dynoscope_crds::sidecar_status::{self, ReloadResult, SidecarStatus};
 
 use crate::up::state::UpState;
 
@@ -67,7 +65,7 @@ pub fn render(state_dir: &Path) -> Result<String, StatusError> {
         let sample = |name: &str| {
             status
                 .as_ref()
-                .and_then(|s| s["sampler"]["values"][name].as_f64())
+                .and_then(|s| s.sampler.as_ref()?.values.get(name).copied())
         };
         // Dynos under `up` share the laptop's cgroup, so its figures are the
         // machine's: the dyno's own is its app's process tree plus its sidecar.
@@ -84,20 +82,21 @@ pub fn render(state_dir: &Path) -> Result<String, StatusError> {
         let counter = |group: &str, name: &str| {
             status
                 .as_ref()
-                .and_then(|s| s["counters"][group][name].as_u64())
+                .and_then(|s| s.counters.get(group, name))
                 .map_or("-".to_owned(), |n| n.to_string())
         };
-        let reload = status.as_ref().map_or("-".to_owned(), |s| {
-            let reload = &s["last_reload"];
-            match reload["result"].as_str() {
-                Some("error") => format!("error: {}", reload["error"].as_str().unwrap_or_default()),
-                Some(result) => result.to_owned(),
+        let reload = status
+            .as_ref()
+            .map_or("-".to_owned(), |s| match &s.last_reload {
+                Some(r) if r.result == ReloadResult::Error => {
+                    format!("error: {}", r.error.as_deref().unwrap_or_default())
+                }
+                Some(_) => "ok".to_owned(),
                 None => "none yet".to_owned(),
-            }
-        });
+            });
         let hash = status
             .as_ref()
-            .and_then(|s| s["config"]["hash"].as_str().map(str::to_owned))
+            .and_then(|s| s.config.hash.clone())
             .unwrap_or_else(|| dyno.config_hash.clone());
         let _ = writeln!(
             out,
@@ -120,21 +119,10 @@ fn mib(bytes: f64) -> String {
     format!("{:.1}MB", bytes / 1024.0 / 1024.0)
 }
 
-/// The first number under any of `keys`, searched depth-first.
-/// GET /status from a sidecar's loopback admin port.
-pub fn fetch_status(port: u16) -> Option<Value> {
+/// GET /status from a sidecar's loopback admin port; `None` when it does not answer.
+pub fn fetch_status(port: u16) -> Option<SidecarStatus> {
     if port == 0 {
         return None;
     }
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /status HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n\r\n")
-        .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    sidecar_status::fetch(&format!("127.0.0.1:{port}"), Duration::from_secs(2)).ok()
 }

@@ -45,33 +45,8 @@ impl Default for Options {
     }
 }
 
-/// What `/status` shows of one check. Never holds a credential.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CheckStatus {
-    /// The check's name from the DynoConfig, e.g. `postgres` or `redis:REDIS_TLS_URL`.
-    pub name: String,
-    /// `postgres`, `redis` or `memcached`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The server, password replaced by `***`; absent while the variables do not parse.
-    pub target: Option<String>,
-    /// Runs so far.
-    pub runs: u64,
-    /// Runs that failed (any instance).
-    pub failures: u64,
-    /// Failures since the last success; drives the back-off.
-    pub consecutive_failures: u32,
-    /// Unix seconds of the end of the last run.
-    pub last_run: Option<i64>,
-    /// How long the last run took.
-    pub last_duration_ms: Option<u64>,
-    /// Unix seconds of the last run that succeeded.
-    pub last_success: Option<i64>,
-    /// Why the last run failed; cleared by a success.
-    pub last_error: Option<String>,
-    /// Milliseconds until the next run, as planned after the last one.
-    pub next_run_in_ms: Option<u64>,
-}
+/// What `/status` shows of one check: the API crate's model, kept by the check's task.
+pub use dynoscope_crds::sidecar_status::CheckStatus;
 
 /// What a [`ChecksHandle::reconfigure`] did, by check name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

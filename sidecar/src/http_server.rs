@@ -1,0 +1,143 @@
+//! Serving an axum [`Router`] over HTTP/1.1 on an already-bound listener, with
+//! the bounds every HTTP server of the sidecar needs: a connection that is slow
+//! to send its request, or idles between requests, is closed; and only so many
+//! connections are served at once.
+//!
+//! `axum::serve` has no read timeout, so a client that connects and says
+//! nothing would hold its socket and task for ever; hence this.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Overrides [`Limits::idle_timeout`] in milliseconds, so tests need not wait for the default.
+pub const IDLE_TIMEOUT_ENV: &str = "DYNOSCOPE_IDLE_TIMEOUT_MS";
+
+/// How long and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a connection may take to send a request's head, counted from
+    /// when the server starts waiting for one. Hyper starts that wait again
+    /// after each answer, so it is also how long a kept-alive connection may
+    /// idle. Default: 10 s.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog
+    /// until one closes. Default: 64.
+    pub max_connections: usize,
+    /// At shutdown, how long requests in flight may take to finish. Default: 2 s.
+    pub drain: Duration,
+}
+
+impl Limits {
+    /// The defaults.
+    pub const fn new() -> Self {
+        Limits {
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 64,
+            drain: Duration::from_secs(2),
+        }
+    }
+
+    /// These limits, with the idle timeout from [`IDLE_TIMEOUT_ENV`] when it is set to a number.
+    pub fn with_env_override(self) -> Self {
+        let from_env = std::env::var(IDLE_TIMEOUT_ENV)
+            .ok()
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .filter(|&ms| ms > 0);
+        match from_env {
+            Some(ms) => Limits {
+                idle_timeout: Duration::from_millis(ms),
+                ..self
+            },
+            None => self,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new()
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; then stops
+/// accepting, lets requests in flight finish within [`Limits::drain`], and
+/// closes every connection.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // The slot is taken before the accept, so past the limit the kernel's
+        // backlog holds new connections rather than this process.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!("cannot accept a connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let service = TowerToHyperService::new(router.clone());
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.idle_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!("HTTP connection closed: {err}");
+                    }
+                }
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(limits.drain, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::debug!(
+            "closing HTTP connections still busy after {:?}",
+            limits.drain
+        );
+    }
+    // Dropping the set aborts what is left.
+}
+
+#[cfg(test)]
+mod tests;
