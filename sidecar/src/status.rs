@@ -211,7 +211,7 @@ impl StatusBoard {
             "receivers": board.receivers,
             "checks": checks,
             "counters": stats,
-            "sinks": crate::stats::sinks().live(),
+            "sinks": stats.sinks.live(),
         })
     }
 }
