@@ -37,8 +37,8 @@ pub trait Sink: Send + std::fmt::Debug {
     /// Writes one batch; the items are already tagged.
     fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError>;
 
-    /// Pushes out anything buffered (at shutdown, and before a successor
-    /// without a hand-over writes to the same destination).
+    /// Pushes out anything buffered: at shutdown, when the sink is removed,
+    /// and before a successor without a hand-over writes to the same destination.
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }

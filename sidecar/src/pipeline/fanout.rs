@@ -14,9 +14,10 @@
 //! sink's task writes what was queued to it, then hands over its
 //! [`Backlog`] (or, for a sink without one, flushes), and only then does the
 //! successor write — so nothing accepted is lost and a file is never written
-//! by two sinks at once. A retired sink without a successor is dropped; a
-//! network sink's delivery task keeps sending what it holds in the
-//! background (`delivery::DRAIN_AFTER_DROP`).
+//! by two sinks at once. A retired sink without a successor is flushed and
+//! dropped, on its own task; a network sink's delivery task then keeps
+//! sending what it still holds in the background
+//! (`delivery::DRAIN_AFTER_DROP`). Shutdown waits for retiring sinks too.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -80,6 +81,8 @@ impl Running {
 /// The running sinks of the pipeline.
 pub(crate) struct Fanout {
     running: Vec<Running>,
+    /// Tasks of retired sinks still writing or flushing, awaited at shutdown.
+    retiring: Vec<JoinHandle<()>>,
     factory: SinkFactory,
     stats: Arc<Stats>,
 }
@@ -97,6 +100,7 @@ impl Fanout {
     pub(crate) fn new(factory: SinkFactory, stats: Arc<Stats>) -> Self {
         Fanout {
             running: Vec::new(),
+            retiring: Vec::new(),
             factory,
             stats,
         }
@@ -105,6 +109,7 @@ impl Fanout {
     /// Makes the running sinks those of `config`, rebuilding only the sinks
     /// whose own config changed. Never waits on a sink.
     pub(crate) fn apply(&mut self, config: &PipelineConfig) {
+        self.retiring.retain(|task| !task.is_finished());
         let mut old: Vec<Option<Running>> = self.running.drain(..).map(Some).collect();
         let mut next = Vec::with_capacity(config.sinks.len());
         for spec in &config.sinks {
@@ -123,8 +128,7 @@ impl Fanout {
         }
         for retired in old.into_iter().flatten() {
             self.stats.pipeline.sinks_retired.inc();
-            // Detached: a network sink drains in the background, see `delivery`.
-            drop(retired.end(Fate::Retire(None)));
+            self.retiring.push(retired.end(Fate::Retire(None)));
         }
         self.running = next;
     }
@@ -132,7 +136,7 @@ impl Fanout {
     /// Builds and starts the sink `spec`; a running sink with its destination
     /// (taken out of `old`) hands over to it.
     fn start(
-        &self,
+        &mut self,
         spec: &SinkSpec,
         config: &PipelineConfig,
         own: OwnConfig,
@@ -149,7 +153,7 @@ impl Fanout {
                 tracing::error!("{err}; this sink stays off until the config changes");
                 if let Some(predecessor) = predecessor {
                     self.stats.pipeline.sinks_retired.inc();
-                    drop(predecessor.end(Fate::Retire(None)));
+                    self.retiring.push(predecessor.end(Fate::Retire(None)));
                 }
                 return None;
             }
@@ -158,7 +162,7 @@ impl Fanout {
         let handover = predecessor.map(|predecessor| {
             self.stats.pipeline.sinks_retired.inc();
             let (tx, rx) = oneshot::channel();
-            drop(predecessor.end(Fate::Retire(Some(tx))));
+            self.retiring.push(predecessor.end(Fate::Retire(Some(tx))));
             rx
         });
         let forwards = sink.takes_tracer_telemetry();
@@ -208,13 +212,15 @@ impl Fanout {
         taken
     }
 
-    /// Closes every sink's queue and waits for each to write and flush what it holds.
+    /// Closes every sink's queue and waits for each to write and flush what
+    /// it holds, and for retired sinks to finish theirs.
     pub(crate) async fn shutdown(&mut self) {
-        let tasks: Vec<_> = self
+        let mut tasks: Vec<_> = self
             .running
             .drain(..)
             .map(|r| r.end(Fate::Shutdown))
             .collect();
+        tasks.append(&mut self.retiring);
         for task in tasks {
             let _ = task.await;
         }
@@ -273,8 +279,11 @@ async fn run_sink(
                 let _ = successor.send(None);
             }
         },
-        // Dropped: a network sink keeps delivering what it holds in the background.
-        Ok(Fate::Retire(None)) | Err(_) => drop(sink),
+        // Removed: what it holds is written now; a network sink's delivery
+        // task keeps sending what the flush left, in the background.
+        Ok(Fate::Retire(None)) => drop(flush(sink, &stats).await),
+        // The pipeline is gone without a shutdown: nothing to wait for.
+        Err(_) => drop(sink),
     }
 }
 
