@@ -36,6 +36,9 @@ use crate::sinks::{self, BuildError, Sink};
 use crate::stats::{SinkRegistry, Stats};
 use crate::telemetry::{Telemetry, TracerTelemetry};
 
+mod fanout;
+use fanout::Fanout;
+
 /// Items the queue holds before [`PipelineHandle::send`] drops.
 pub const QUEUE_CAPACITY: usize = 8192;
 /// Items taken from the queue at once.
@@ -136,10 +139,6 @@ impl PipelineHandle {
         &self.stats
     }
 }
-
-mod fanout;
-
-use fanout::Fanout;
 
 /// Builds one sink of a config, registering its stats; the real one is
 /// [`sinks::build`], tests inject others.

@@ -62,8 +62,9 @@ pub trait Sink: Send + std::fmt::Debug {
 
     /// Queues a predecessor's backlog ahead of anything written since.
     fn accept_backlog(&mut self, backlog: Backlog) {
+        // Unreached in practice: a predecessor with a backlog has the same kind.
         tracing::warn!(
-            "sink {self:?} cannot take a predecessor's buffer; {} entries dropped",
+            "a sink that cannot take over a buffer was given its predecessor's; {} entries dropped",
             backlog.len()
         );
     }
