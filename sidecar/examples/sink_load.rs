@@ -65,8 +65,10 @@ fn main() {
         buffer_bytes: buffer,
         ..DeliveryConfig::default()
     };
-    let mut sink = DatadogSink::start(&options, config).unwrap_or_else(|e| panic!("{e}"));
-    let stats = dynoscope_sidecar::stats::sinks()
+    let registry = dynoscope_sidecar::stats::SinkRegistry::default();
+    let mut sink =
+        DatadogSink::start(&options, config, &registry).unwrap_or_else(|e| panic!("{e}"));
+    let stats = registry
         .get(&DatadogSink::name(&options))
         .unwrap_or_else(|| panic!("no stats"));
     let s = |v: &str| -> Arc<str> { Arc::from(v) };

@@ -4,19 +4,23 @@
 //! [`PipelineHandle`] whose [`send`](PipelineHandle::send) never blocks: when
 //! the queue is full the item is dropped and counted in
 //! [`crate::stats::PipelineStats`]. One task drains the queue in batches, adds
-//! the dyno's tags ([`PipelineConfig::tags`]) and writes each batch to every
-//! sink. A tracer's own telemetry ([`TracerTelemetry`]) shares the queue and
-//! goes untouched to the sinks that forward it (the Datadog sink); when none
-//! takes it, it is dropped and counted. Aggregation and APM stats are not
+//! the dyno's tags ([`PipelineConfig::tags`]) and hands each batch to every
+//! sink, each running in a task of its own ([`fanout`]). A tracer's own
+//! telemetry ([`TracerTelemetry`]) shares the queue and goes untouched to the
+//! sinks that forward it (the Datadog sink); when none takes it, it is
+//! dropped and counted. Aggregation and APM stats are not
 //! here: they run in the receivers that call them
 //! (`receivers::dogstatsd::aggregate`, `receivers::trace::apm_stats`).
 //!
-//! The owner keeps the [`Pipeline`]: [`Pipeline::reconfigure`] swaps the tag
-//! set and the sinks between two batches (the old sinks are flushed first and
-//! queued items stay queued), and [`Pipeline::shutdown`] drains the queue and
-//! flushes the sinks. A panic in a stage or a sink is contained: the task is
-//! restarted on the same queue, the panic is counted and logged, and nothing
-//! else of the sidecar (least of all the app) notices.
+//! The owner keeps the [`Pipeline`]: [`Pipeline::reconfigure`] applies a new
+//! config between two batches as a diff — the tag set is the tagging step's,
+//! and only sinks whose own config changed are rebuilt, taking over their
+//! predecessor's buffer ([`fanout`]); queued items stay queued and the
+//! pipeline never waits for a sink. [`Pipeline::shutdown`] drains the queue
+//! and waits for every sink's flush. A panic in a stage is contained: the
+//! task is restarted on the same queue and the same running sinks, the panic
+//! is counted and logged, and nothing else of the sidecar (least of all the
+//! app) notices; a panic in a sink's write costs that sink the batch.
 //!
 
 use std::any::Any;
@@ -28,9 +32,12 @@ use dynoscope_crds::DynoConfig;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::sinks::{self, Sink};
-use crate::stats::Stats;
+use crate::sinks::{self, BuildError, Sink};
+use crate::stats::{SinkRegistry, Stats};
 use crate::telemetry::{Telemetry, TracerTelemetry};
+
+mod fanout;
+use fanout::Fanout;
 
 /// Items the queue holds before [`PipelineHandle::send`] drops.
 pub const QUEUE_CAPACITY: usize = 8192;
@@ -133,8 +140,13 @@ impl PipelineHandle {
     }
 }
 
-/// Builds the sinks of a config; the real one is [`sinks::build`], tests inject others.
-pub(crate) type SinkFactory = Arc<dyn Fn(&PipelineConfig) -> Vec<Box<dyn Sink>> + Send + Sync>;
+/// Builds one sink of a config, registering its stats; the real one is
+/// [`sinks::build`], tests inject others.
+pub(crate) type SinkFactory = Arc<
+    dyn Fn(&SinkSpec, &PipelineConfig, &SinkRegistry) -> Result<Box<dyn Sink>, BuildError>
+        + Send
+        + Sync,
+>;
 
 /// The owner's side of a running pipeline.
 #[derive(Debug)]
@@ -163,8 +175,9 @@ pub(crate) fn spawn_with(
         queue: Arc::new(Mutex::new(queue_rx)),
         config: config_rx,
         shutdown: shutdown_rx,
+        // Outside the task, so that a restarted task keeps the running sinks.
+        sinks: Arc::new(Mutex::new(Fanout::new(factory, stats.clone()))),
         stats: stats.clone(),
-        factory,
     };
     Pipeline {
         handle: PipelineHandle {
@@ -183,7 +196,8 @@ impl Pipeline {
         self.handle.clone()
     }
 
-    /// Applies new tags and sinks between two batches; does nothing when `config` is unchanged.
+    /// Applies new tags and sinks between two batches, rebuilding only the
+    /// sinks whose own config changed; does nothing when `config` is unchanged.
     pub fn reconfigure(&self, config: PipelineConfig) {
         self.config.send_if_modified(|current| {
             let changed = **current != config;
@@ -194,7 +208,8 @@ impl Pipeline {
         });
     }
 
-    /// Refuses new items, writes what is queued, flushes the sinks; gives up after `timeout`.
+    /// Refuses new items, writes what is queued, waits for the sinks' flushes;
+    /// gives up after `timeout`.
     /// Returns whether everything was flushed in time.
     pub async fn shutdown(self, timeout: Duration) -> bool {
         self.shutdown.send_replace(true);
@@ -207,8 +222,8 @@ struct Worker {
     queue: Arc<Mutex<mpsc::Receiver<Item>>>,
     config: watch::Receiver<Arc<PipelineConfig>>,
     shutdown: watch::Receiver<bool>,
+    sinks: Arc<Mutex<Fanout>>,
     stats: Arc<Stats>,
-    factory: SinkFactory,
 }
 
 impl Worker {
@@ -233,10 +248,11 @@ impl Worker {
 
     async fn work(mut self) {
         let mut queue = self.queue.lock().await;
+        let mut sinks = self.sinks.lock().await;
         let mut config = self.config.borrow_and_update().clone();
-        let mut sinks = (self.factory)(&config);
+        // A diff: after a restart, the sinks already running stay as they are.
+        sinks.apply(&config);
         let mut batch = Vec::with_capacity(BATCH);
-        let mut telemetry = Vec::with_capacity(BATCH);
         loop {
             if *self.shutdown.borrow() {
                 break;
@@ -248,78 +264,50 @@ impl Worker {
                     if changed.is_err() {
                         break;
                     }
-                    flush(&mut sinks, &self.stats);
                     config = self.config.borrow_and_update().clone();
-                    sinks = (self.factory)(&config);
+                    sinks.apply(&config);
                     self.stats.pipeline.reconfigured.inc();
                 }
                 received = queue.recv_many(&mut batch, BATCH) => {
                     if received == 0 {
                         break;
                     }
-                    deliver(&mut batch, &mut telemetry, &config, &mut sinks, &self.stats);
+                    deliver(&mut batch, &config, &sinks, &self.stats);
                 }
             }
         }
         // Shutting down: refuse new items, write what is queued.
         queue.close();
         while queue.recv_many(&mut batch, BATCH).await > 0 {
-            deliver(&mut batch, &mut telemetry, &config, &mut sinks, &self.stats);
+            deliver(&mut batch, &config, &sinks, &self.stats);
         }
-        flush(&mut sinks, &self.stats);
+        sinks.shutdown().await;
     }
 }
 
-/// Tags a batch and writes it to every sink, and hands tracer telemetry to
-/// the sinks that forward it; empties `batch` (and `telemetry`, its buffer).
-fn deliver(
-    batch: &mut Vec<Item>,
-    telemetry: &mut Vec<Telemetry>,
-    config: &PipelineConfig,
-    sinks: &mut [Box<dyn Sink>],
-    stats: &Stats,
-) {
+/// Tags a batch and hands it to every sink, and hands tracer telemetry to
+/// the sinks that forward it; empties `batch`.
+fn deliver(batch: &mut Vec<Item>, config: &PipelineConfig, sinks: &Fanout, stats: &Stats) {
     stats.pipeline.processed.add(batch.len() as u64);
+    let mut telemetry = Vec::with_capacity(batch.len());
     for item in batch.drain(..) {
         match item {
             Item::Telemetry(mut item) => {
                 tag(&mut item, &config.tags);
                 telemetry.push(item);
             }
-            Item::TracerTelemetry(request) => forward(&request, sinks, stats),
-        }
-    }
-    if !telemetry.is_empty() {
-        for sink in sinks.iter_mut() {
-            if let Err(err) = sink.write(telemetry) {
-                stats.pipeline.sink_errors.inc();
-                tracing::warn!("{err}");
+            Item::TracerTelemetry(request) => {
+                // What came before it goes first, in every sink's queue.
+                sinks.write(std::mem::take(&mut telemetry));
+                if sinks.forward(request) {
+                    stats.traces.telemetry_forwarded.inc();
+                } else {
+                    stats.traces.telemetry_dropped.inc("no_datadog_sink");
+                }
             }
         }
     }
-    telemetry.clear();
-}
-
-/// Offers a tracer's telemetry to every sink; counts whether any took it.
-fn forward(request: &TracerTelemetry, sinks: &mut [Box<dyn Sink>], stats: &Stats) {
-    let mut taken = false;
-    for sink in sinks.iter_mut() {
-        taken |= sink.forward_tracer_telemetry(request);
-    }
-    if taken {
-        stats.traces.telemetry_forwarded.inc();
-    } else {
-        stats.traces.telemetry_dropped.inc("no_datadog_sink");
-    }
-}
-
-fn flush(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
-    for sink in sinks.iter_mut() {
-        if let Err(err) = sink.flush() {
-            stats.pipeline.sink_errors.inc();
-            tracing::warn!("{err}");
-        }
-    }
+    sinks.write(telemetry);
 }
 
 /// Adds the dyno's tags; spans keep theirs (tracers set env, service and version themselves).

@@ -7,6 +7,11 @@
 //! - [`datadog`], [`prometheus`], [`otlp`]: network sinks; their `write` only
 //!   encodes into a bounded buffer that [`delivery`]'s task sends, batched,
 //!   compressed and retried, so a slow backend never holds up the pipeline.
+//!
+//! A reload rebuilds a sink only when its [`OwnConfig`] changed: its spec and
+//! the parts of the pipeline's config it embeds. A rebuilt sink with the same
+//! [`destination`] takes over its predecessor's [`Backlog`] (see
+//! `pipeline::fanout`, which runs each sink as a task of its own).
 
 pub mod datadog;
 pub mod delivery;
@@ -18,22 +23,50 @@ pub mod stdout;
 use dynoscope_crds::observability::SinkSpec;
 
 use crate::pipeline::PipelineConfig;
+use crate::stats::SinkRegistry;
 use crate::telemetry::{Telemetry, TracerTelemetry};
 
-/// A destination the pipeline writes batches to, from its own task.
+pub use delivery::Backlog;
+
+/// A destination the pipeline writes batches to, from the sink's own task.
+///
+/// `write` and `forward_tracer_telemetry` must not wait on I/O: they encode
+/// and queue. `flush` may block (up to the sink's flush wait); it runs on a
+/// blocking thread, never on the pipeline's task.
 pub trait Sink: Send + std::fmt::Debug {
     /// Writes one batch; the items are already tagged.
     fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError>;
 
-    /// Pushes out anything buffered (before a reconfiguration and at shutdown).
+    /// Pushes out anything buffered: at shutdown, when the sink is removed,
+    /// and before a successor without a hand-over writes to the same destination.
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// Whether this sink forwards tracers' own telemetry (only the Datadog sink does).
+    fn takes_tracer_telemetry(&self) -> bool {
+        false
     }
 
     /// Queues a tracer's own telemetry for its intake; returns whether this
     /// sink took it. Only the Datadog sink does: the others ignore it.
     fn forward_tracer_telemetry(&mut self, _request: &TracerTelemetry) -> bool {
         false
+    }
+
+    /// Takes what is buffered and not yet sent, for a successor with the same
+    /// destination; `None` when this sink cannot hand over (it is flushed instead).
+    fn take_backlog(&mut self) -> Option<Backlog> {
+        None
+    }
+
+    /// Queues a predecessor's backlog ahead of anything written since.
+    fn accept_backlog(&mut self, backlog: Backlog) {
+        // Unreached in practice: a predecessor with a backlog has the same kind.
+        tracing::warn!(
+            "a sink that cannot take over a buffer was given its predecessor's; {} entries dropped",
+            backlog.len()
+        );
     }
 }
 
@@ -50,33 +83,168 @@ pub enum SinkError {
     },
 }
 
-/// Builds the sinks of `config`; a sink that cannot start is logged and left out.
-pub fn build(config: &PipelineConfig) -> Vec<Box<dyn Sink>> {
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    for spec in &config.sinks {
-        match spec {
-            SinkSpec::Stdout {} => sinks.push(Box::new(stdout::StdoutSink::new(&config.dyno))),
-            SinkSpec::Jsonl {
-                path,
-                max_bytes,
-                max_files,
-                buffer_bytes,
-            } => {
-                let options = jsonl::JsonlOptions::from_spec(*max_bytes, *max_files, *buffer_bytes);
-                match jsonl::JsonlSink::open(path.as_ref(), &config.hostname, options) {
-                    Ok(sink) => sinks.push(Box::new(sink)),
-                    Err(err) => {
-                        tracing::error!("{err}; this sink stays off until the config changes")
-                    }
-                }
-            }
-            network => match build_network(network, config, |k| std::env::var(k).ok()) {
-                Ok(sink) => sinks.push(sink),
-                Err(err) => tracing::error!("{err}; this sink stays off until the config changes"),
-            },
+/// Why a sink could not be built; the sink stays off until the config changes.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A referenced secret (environment variable, secret key) has no value.
+    #[error("sink {sink}: {field} ({source_desc}) is not set; set it in the dyno's environment or point `{field}` at one that is")]
+    MissingSecret {
+        /// Which sink, e.g. `datadog datadoghq.com`.
+        sink: String,
+        /// The field, e.g. `apiKey` or `headers.authorization`.
+        field: String,
+        /// Where the value should come from, e.g. `environment variable DD_API_KEY`.
+        source_desc: String,
+    },
+    /// A field's value cannot be used.
+    #[error("sink {sink}: {field} {value:?} {problem}")]
+    InvalidField {
+        /// Which sink.
+        sink: String,
+        /// The field, e.g. `site` or `endpoint`.
+        field: &'static str,
+        /// The value as given (never a secret's value).
+        value: String,
+        /// What is wrong and what to write instead.
+        problem: String,
+    },
+    /// A secret's value is not usable in an HTTP header (its value is not quoted).
+    #[error("sink {sink}: the value of {field} ({source_desc}) is not a valid HTTP header value; check it for newlines or non-ASCII characters")]
+    InvalidSecret {
+        /// Which sink.
+        sink: String,
+        /// The field, e.g. `apiKey`.
+        field: String,
+        /// Where the value came from.
+        source_desc: String,
+    },
+    /// The prometheus scrape endpoint could not listen.
+    #[error("sink {sink}: cannot listen on {listen} for /metrics: {source}; set `listen` to a free address")]
+    Listen {
+        /// Which sink.
+        sink: String,
+        /// The address.
+        listen: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up for the HTTP client.
+    #[error("sink {sink}: TLS setup failed: {reason}")]
+    Tls {
+        /// Which sink.
+        sink: String,
+        /// What rustls said.
+        reason: String,
+    },
+    /// Built outside a tokio runtime (a bug of the caller, not of the config).
+    #[error("sink {sink}: needs the async runtime")]
+    NoRuntime {
+        /// Which sink.
+        sink: String,
+    },
+    /// The jsonl file could not be opened.
+    #[error(transparent)]
+    Open(#[from] SinkError),
+    /// [`build_network`] was given a sink that is not a network sink.
+    #[error("sink {sink}: not a network sink")]
+    NotNetwork {
+        /// Which sink.
+        sink: String,
+    },
+}
+
+/// A sink's own configuration: what a reload compares to decide whether the
+/// sink is rebuilt. Its spec, plus the parts of the pipeline's config the
+/// sink embeds in what it sends; the tag set is applied by the pipeline
+/// before the sinks, so only a sink that embeds tags depends on them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnConfig {
+    /// The sink's spec as configured.
+    pub spec: SinkSpec,
+    /// `dyno` (stdout's `source=`), when the sink uses it.
+    pub dyno: Option<String>,
+    /// The host name of items without one (datadog, jsonl, otlp).
+    pub hostname: Option<String>,
+    /// The `env:` tag's value (datadog's payload env and `DD-Agent-Env`).
+    pub env: Option<String>,
+    /// The whole tag set (otlp's resource attributes).
+    pub tags: Option<Vec<String>>,
+}
+
+/// The own configuration of the sink `spec` in `config`.
+pub fn own_config(spec: &SinkSpec, config: &PipelineConfig) -> OwnConfig {
+    let mut own = OwnConfig {
+        spec: spec.clone(),
+        dyno: None,
+        hostname: None,
+        env: None,
+        tags: None,
+    };
+    match spec {
+        SinkSpec::Stdout {} => own.dyno = Some(config.dyno.clone()),
+        SinkSpec::Jsonl { .. } => own.hostname = Some(config.hostname.clone()),
+        SinkSpec::Datadog { .. } => {
+            own.hostname = Some(config.hostname.clone());
+            own.env = Some(tag_value(&config.tags, "env").unwrap_or_default());
         }
+        SinkSpec::Otlp { .. } => {
+            own.hostname = Some(config.hostname.clone());
+            own.tags = Some(config.tags.clone());
+        }
+        SinkSpec::Prometheus { .. } => {}
     }
-    sinks
+    own
+}
+
+/// Where a sink sends: its kind and the address that receives its data —
+/// datadog: `endpoint`, else `site`; otlp: `endpoint`; prometheus: `listen`
+/// and `remoteWrite`; jsonl: `path`; stdout: stdout. A rebuilt sink with the
+/// same destination as a retired one takes over what that one still buffered
+/// (credentials, buffer sizes, host name and tags may differ: the data was
+/// accepted for this destination and is delivered there).
+pub fn destination(spec: &SinkSpec) -> String {
+    match spec {
+        SinkSpec::Datadog { site, endpoint, .. } => format!(
+            "datadog {}",
+            endpoint
+                .as_deref()
+                .or(site.as_deref())
+                .unwrap_or(datadog::DEFAULT_SITE)
+        ),
+        SinkSpec::Otlp { endpoint, .. } => format!("otlp {}", endpoint.trim_end_matches('/')),
+        SinkSpec::Prometheus {
+            listen,
+            remote_write,
+        } => format!(
+            "prometheus {} {}",
+            listen.as_deref().unwrap_or(prometheus::DEFAULT_LISTEN),
+            remote_write.as_deref().unwrap_or("-")
+        ),
+        SinkSpec::Jsonl { path, .. } => format!("jsonl {path}"),
+        SinkSpec::Stdout {} => "stdout".to_owned(),
+    }
+}
+
+/// Builds the sink `spec` of `config`, its stats registered in `registry`.
+pub fn build(
+    spec: &SinkSpec,
+    config: &PipelineConfig,
+    registry: &SinkRegistry,
+) -> Result<Box<dyn Sink>, BuildError> {
+    match spec {
+        SinkSpec::Stdout {} => Ok(Box::new(stdout::StdoutSink::new(&config.dyno))),
+        SinkSpec::Jsonl {
+            path,
+            max_bytes,
+            max_files,
+            buffer_bytes,
+        } => {
+            let options = jsonl::JsonlOptions::from_spec(*max_bytes, *max_files, *buffer_bytes);
+            let sink = jsonl::JsonlSink::open(path.as_ref(), &config.hostname, options, registry)?;
+            Ok(Box::new(sink))
+        }
+        network => build_network(network, config, |k| std::env::var(k).ok(), registry),
+    }
 }
 
 /// Builds a datadog, prometheus or otlp sink; references are resolved with `env`.
@@ -84,7 +252,8 @@ pub fn build_network(
     spec: &SinkSpec,
     config: &PipelineConfig,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Box<dyn Sink>, String> {
+    registry: &SinkRegistry,
+) -> Result<Box<dyn Sink>, BuildError> {
     let delivery = delivery::DeliveryConfig::default();
     match spec {
         SinkSpec::Datadog {
@@ -96,10 +265,11 @@ pub fn build_network(
             let site = site.as_deref().unwrap_or(datadog::DEFAULT_SITE);
             let api_key_source = api_key.describe();
             let Some(key) = api_key.resolve(&env).filter(|k| !k.is_empty()) else {
-                return Err(format!(
-                    "sink datadog {}: the API key ({api_key_source}) is not set",
-                    endpoint.as_deref().unwrap_or(site)
-                ));
+                return Err(BuildError::MissingSecret {
+                    sink: destination(spec),
+                    field: "apiKey".to_owned(),
+                    source_desc: api_key_source,
+                });
             };
             let options = datadog::DatadogOptions {
                 site: site.to_owned(),
@@ -116,7 +286,9 @@ pub fn build_network(
                     .unwrap_or(delivery::DEFAULT_BUFFER_BYTES),
                 ..delivery
             };
-            Ok(Box::new(datadog::DatadogSink::start(&options, delivery)?))
+            Ok(Box::new(datadog::DatadogSink::start(
+                &options, delivery, registry,
+            )?))
         }
         SinkSpec::Prometheus {
             listen,
@@ -125,15 +297,17 @@ pub fn build_network(
             listen.as_deref().unwrap_or(prometheus::DEFAULT_LISTEN),
             remote_write.as_deref(),
             delivery,
+            registry,
         )?)),
         SinkSpec::Otlp { endpoint, headers } => {
             let mut resolved = std::collections::BTreeMap::new();
             for (name, value) in headers {
                 let Some(v) = value.resolve(&env) else {
-                    return Err(format!(
-                        "sink otlp {endpoint}: header {name} ({}) is not set",
-                        value.describe()
-                    ));
+                    return Err(BuildError::MissingSecret {
+                        sink: destination(spec),
+                        field: format!("headers.{name}"),
+                        source_desc: value.describe(),
+                    });
                 };
                 resolved.insert(name.clone(), v);
             }
@@ -143,11 +317,12 @@ pub fn build_network(
                 &config.hostname,
                 &config.tags,
                 delivery,
+                registry,
             )?))
         }
-        SinkSpec::Stdout {} | SinkSpec::Jsonl { .. } => {
-            Err(format!("sink {}: not a network sink", spec.kind()))
-        }
+        SinkSpec::Stdout {} | SinkSpec::Jsonl { .. } => Err(BuildError::NotNetwork {
+            sink: destination(spec),
+        }),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde::{Serialize, Serializer};
 
@@ -79,6 +79,9 @@ pub struct Stats {
     pub traces: TraceStats,
     /// The sidecar's own stdout and stderr.
     pub output: OutputStats,
+    /// The live sinks' own stats: `/status` lists them under `sinks`, not `counters`.
+    #[serde(skip)]
+    pub sinks: SinkRegistry,
 }
 
 /// Counters of [`crate::pipeline`].
@@ -94,10 +97,22 @@ pub struct PipelineStats {
     pub processed: Counter,
     /// Writes or flushes a sink failed.
     pub sink_errors: Counter,
-    /// Times the pipeline's task panicked and was restarted.
+    /// Items a sink never saw because its own queue was full (the sink fell
+    /// behind the pipeline); counted once per sink that missed them.
+    pub sink_queue_full: Counter,
+    /// Times the pipeline's task panicked and was restarted, or a sink's task
+    /// panicked in a write (the batch is lost to that sink, which carries on).
     pub panics: Counter,
     /// Times the pipeline applied a new tag set or sink list.
     pub reconfigured: Counter,
+    /// Sinks built by a reload because their own config changed or they are new.
+    pub sinks_built: Counter,
+    /// Sinks kept as they were by a reload because their own config did not change.
+    pub sinks_kept: Counter,
+    /// Sinks retired by a reload (removed, or replaced by a rebuilt one).
+    pub sinks_retired: Counter,
+    /// Buffered entries a replaced sink handed to its successor.
+    pub handed_over: Counter,
 }
 
 /// Counters of [`crate::config_watch`].
@@ -292,6 +307,12 @@ pub struct SendErrors {
 pub struct SinkStats {
     /// The sink as `/status` names it, e.g. `datadog datadoghq.com`.
     pub name: String,
+    /// Unix seconds when the running instance of this sink was built: a
+    /// reload that leaves the sink's own config alone leaves this alone too.
+    pub started: AtomicI64,
+    /// Times a sink of this name was built since these counters began (1 for
+    /// a sink no reload has rebuilt).
+    pub builds: Counter,
     /// Items the backend accepted.
     pub sent: ItemCounts,
     /// Request bodies sent and accepted, as on the wire (compressed).
@@ -331,30 +352,39 @@ impl SinkStats {
     }
 }
 
-/// The live sinks' stats, process-wide: sinks are built by a factory that only
-/// sees the pipeline's config, so they register here themselves. Entries are
-/// weak: a sink that is gone (and has delivered what it held) leaves the list.
+/// The live sinks' stats, owned by the sidecar's [`Stats`] (so by whoever
+/// built the pipeline, never the process). Entries are weak: a sink that is
+/// gone (and has delivered what it held) leaves the list.
 #[derive(Debug, Default)]
 pub struct SinkRegistry(Mutex<Vec<Weak<SinkStats>>>);
 
 impl SinkRegistry {
-    /// The stats of the live sink called `name`, or new ones: a sink rebuilt by
-    /// a reconfiguration keeps counting where its predecessor was.
+    /// The stats of a sink called `name` being built now: those of the live
+    /// sink of that name (a rebuilt sink keeps counting where its predecessor
+    /// was, and the predecessor's last deliveries count there too), or new
+    /// ones. Counts the build and stamps `started`.
     pub fn register(&self, name: &str) -> Arc<SinkStats> {
         let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         list.retain(|w| w.strong_count() > 0);
-        if let Some(found) = list
+        let stats = match list
             .iter()
             .filter_map(Weak::upgrade)
             .find(|s| s.name == name)
         {
-            return found;
-        }
-        let stats = Arc::new(SinkStats {
-            name: name.to_owned(),
-            ..SinkStats::default()
-        });
-        list.push(Arc::downgrade(&stats));
+            Some(found) => found,
+            None => {
+                let stats = Arc::new(SinkStats {
+                    name: name.to_owned(),
+                    ..SinkStats::default()
+                });
+                list.push(Arc::downgrade(&stats));
+                stats
+            }
+        };
+        stats.builds.inc();
+        stats
+            .started
+            .store(crate::clock::unix_now(), Ordering::Relaxed);
         stats
     }
 
@@ -368,12 +398,6 @@ impl SinkRegistry {
     pub fn get(&self, name: &str) -> Option<Arc<SinkStats>> {
         self.live().into_iter().find(|s| s.name == name)
     }
-}
-
-/// The process-wide [`SinkRegistry`].
-pub fn sinks() -> &'static SinkRegistry {
-    static SINKS: OnceLock<SinkRegistry> = OnceLock::new();
-    SINKS.get_or_init(SinkRegistry::default)
 }
 
 #[cfg(test)]
@@ -398,6 +422,8 @@ mod tests {
         first.sent.points.add(2);
         let again = registry.register("datadog a");
         assert_eq!(again.sent.points.get(), 2);
+        assert_eq!(again.builds.get(), 2);
+        assert!(again.started.load(Ordering::Relaxed) > 0);
         drop((first, again));
         assert!(registry.get("datadog a").is_none());
         assert_eq!(registry.register("datadog a").sent.points.get(), 0);

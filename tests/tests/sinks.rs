@@ -17,7 +17,7 @@ use dynoscope_sidecar::sinks::delivery::DeliveryConfig;
 use dynoscope_sidecar::sinks::otlp::OtlpSink;
 use dynoscope_sidecar::sinks::prometheus::PrometheusSink;
 use dynoscope_sidecar::sinks::Sink;
-use dynoscope_sidecar::stats::SinkStats;
+use dynoscope_sidecar::stats::{SinkRegistry, SinkStats};
 use dynoscope_sidecar::telemetry::{
     Event, MetricType, Point, ServiceCheck, Span, Telemetry, TraceChunk,
 };
@@ -127,10 +127,9 @@ fn datadog(intake: &Intake, config: DeliveryConfig) -> (DatadogSink, Arc<SinkSta
         hostname: "shop.web.1".into(),
         env: "prod".into(),
     };
-    let sink = DatadogSink::start(&options, config).unwrap();
-    let stats = dynoscope_sidecar::stats::sinks()
-        .get(&DatadogSink::name(&options))
-        .unwrap();
+    let registry = SinkRegistry::default();
+    let sink = DatadogSink::start(&options, config, &registry).unwrap();
+    let stats = registry.get(&DatadogSink::name(&options)).unwrap();
     (sink, stats)
 }
 
@@ -512,8 +511,15 @@ fn otlp_payloads_decode_with_the_official_opentelemetry_proto_package_field_by_f
         .map(String::from)
         .to_vec();
     let headers = BTreeMap::from([("x-team-token".to_owned(), "t0ken".to_owned())]);
-    let mut sink =
-        OtlpSink::start(&intake.url, &headers, "shop.web.1", &tags, fast(1 << 20)).unwrap();
+    let mut sink = OtlpSink::start(
+        &intake.url,
+        &headers,
+        "shop.web.1",
+        &tags,
+        fast(1 << 20),
+        &SinkRegistry::default(),
+    )
+    .unwrap();
     let ts = now();
     let mut gauge = point("dyno.memory.rss", MetricType::Gauge, 1234.5, ts);
     gauge.tags = vec![
@@ -625,7 +631,9 @@ fn prometheus_remote_write_reaches_a_real_prometheus_and_promql_returns_the_valu
     let rt = runtime();
     let _guard = rt.enter();
     let url = format!("http://127.0.0.1:{}/api/v1/write", prometheus.port);
-    let mut sink = PrometheusSink::start("127.0.0.1:0", Some(&url), fast(1 << 20)).unwrap();
+    let registry = SinkRegistry::default();
+    let mut sink =
+        PrometheusSink::start("127.0.0.1:0", Some(&url), fast(1 << 20), &registry).unwrap();
     let ts = now();
     sink.write(&[Telemetry::Points(vec![
         point("shop.cart.size", MetricType::Gauge, 42.5, ts),
@@ -634,9 +642,7 @@ fn prometheus_remote_write_reaches_a_real_prometheus_and_promql_returns_the_valu
     ])])
     .unwrap();
     sink.flush().unwrap();
-    let stats = dynoscope_sidecar::stats::sinks()
-        .get(&format!("prometheus {url}"))
-        .unwrap();
+    let stats = registry.get(&format!("prometheus {url}")).unwrap();
     assert_eq!(
         stats.sent.points.get(),
         3,
@@ -657,7 +663,13 @@ fn prometheus_scrapes_the_sidecars_metrics_endpoint() {
     let listen = format!("127.0.0.1:{port}");
     let rt = runtime();
     let _guard = rt.enter();
-    let mut sink = PrometheusSink::start(&listen, None, DeliveryConfig::default()).unwrap();
+    let mut sink = PrometheusSink::start(
+        &listen,
+        None,
+        DeliveryConfig::default(),
+        &SinkRegistry::default(),
+    )
+    .unwrap();
     sink.write(&[Telemetry::Points(vec![point(
         "dyno.memory.rss",
         MetricType::Gauge,

@@ -4,15 +4,19 @@ use std::time::Duration;
 use super::*;
 use crate::sinks::SinkError;
 use crate::telemetry::{MetricType, Point, TracerTelemetry};
+use dynoscope_crds::observability::SinkSpec;
 
-/// Every point a recorder saw, with the tags of the config that built it.
-type Seen = Arc<Mutex<Vec<(Vec<String>, Point)>>>;
+/// Every point a recorder saw, with the label of the sink that wrote it.
+type Seen = Arc<Mutex<Vec<(String, Point)>>>;
+/// The label of every sink built, in order.
+type Built = Arc<Mutex<Vec<String>>>;
 
-/// Records what it is given; panics on a point named `boom`.
+/// Records what it is given; panics on a point named `boom`; its flush takes `flush_delay`.
 #[derive(Debug)]
 struct Recorder {
     seen: Seen,
-    label: Vec<String>,
+    label: String,
+    flush_delay: Duration,
 }
 
 impl Sink for Recorder {
@@ -29,6 +33,21 @@ impl Sink for Recorder {
         }
         Ok(())
     }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        std::thread::sleep(self.flush_delay);
+        Ok(())
+    }
+}
+
+/// A jsonl spec: the tests' sinks are told apart by their path, the label of their recorder.
+fn jsonl(path: &str, max_bytes: Option<i64>) -> SinkSpec {
+    SinkSpec::Jsonl {
+        path: path.into(),
+        max_bytes,
+        max_files: None,
+        buffer_bytes: None,
+    }
 }
 
 fn point(name: &str) -> Telemetry {
@@ -42,30 +61,49 @@ fn point(name: &str) -> Telemetry {
     }])
 }
 
-fn recorder() -> (Seen, SinkFactory) {
+/// A factory of recorders labelled by their destination; the one at path
+/// `slow` takes a second to flush.
+fn recorder() -> (Seen, Built, SinkFactory) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let factory_seen = seen.clone();
-    let factory: SinkFactory = Arc::new(move |config: &PipelineConfig| {
-        vec![Box::new(Recorder {
+    let built = Arc::new(Mutex::new(Vec::new()));
+    let (factory_seen, factory_built) = (seen.clone(), built.clone());
+    let factory: SinkFactory = Arc::new(move |spec: &SinkSpec, _: &PipelineConfig, _: &_| {
+        let label = sinks::destination(spec);
+        if let Ok(mut built) = factory_built.lock() {
+            built.push(label.clone());
+        }
+        let flush_delay = if label == "jsonl slow" {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        };
+        Ok(Box::new(Recorder {
             seen: factory_seen.clone(),
-            label: config.tags.clone(),
-        }) as Box<dyn Sink>]
+            label,
+            flush_delay,
+        }) as Box<dyn Sink>)
     });
-    (seen, factory)
+    (seen, built, factory)
 }
 
 fn config(tags: &[&str]) -> PipelineConfig {
+    with_sinks(tags, vec![SinkSpec::Stdout {}])
+}
+
+fn with_sinks(tags: &[&str], sinks: Vec<SinkSpec>) -> PipelineConfig {
     PipelineConfig {
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        sinks,
         ..PipelineConfig::default()
     }
 }
 
-async fn wait_for(
-    seen: &Mutex<Vec<(Vec<String>, Point)>>,
-    count: usize,
-) -> Vec<(Vec<String>, Point)> {
-    for _ in 0..200 {
+fn built(built: &Built) -> Vec<String> {
+    built.lock().map(|b| b.clone()).unwrap_or_default()
+}
+
+async fn wait_for(seen: &Mutex<Vec<(String, Point)>>, count: usize) -> Vec<(String, Point)> {
+    for _ in 0..400 {
         let now = seen.lock().map(|s| s.clone()).unwrap_or_default();
         if now.len() >= count {
             return now;
@@ -78,7 +116,7 @@ async fn wait_for(
 #[tokio::test]
 async fn tags_points_and_follows_reconfiguration() {
     let stats = Arc::new(Stats::default());
-    let (seen, factory) = recorder();
+    let (seen, sinks_built, factory) = recorder();
     let pipeline = spawn_with(config(&["dyno:web.1", "a:first"]), stats.clone(), factory);
     let handle = pipeline.handle();
     assert!(handle.send(point("one")));
@@ -91,9 +129,9 @@ async fn tags_points_and_follows_reconfiguration() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     handle.send(point("two"));
     let got = wait_for(&seen, 2).await;
-    assert_eq!(got[1].0, ["dyno:web.2"], "written by the new sinks");
     assert_eq!(got[1].1.tags, ["a:first", "dyno:web.2", "z:last"]);
     assert_eq!(stats.pipeline.reconfigured.get(), 1);
+    assert_eq!(built(&sinks_built), ["stdout"], "new tags rebuild no sink");
     assert!(pipeline.shutdown(Duration::from_secs(1)).await);
     assert!(!handle.send(point("late")), "closed after shutdown");
     assert_eq!(stats.pipeline.dropped_closed.get(), 1);
@@ -102,7 +140,7 @@ async fn tags_points_and_follows_reconfiguration() {
 #[tokio::test]
 async fn shutdown_writes_everything_queued() {
     let stats = Arc::new(Stats::default());
-    let (seen, factory) = recorder();
+    let (seen, _, factory) = recorder();
     let pipeline = spawn_with(config(&[]), stats.clone(), factory);
     let handle = pipeline.handle();
     for i in 0..1000 {
@@ -117,7 +155,7 @@ async fn shutdown_writes_everything_queued() {
 async fn a_full_queue_drops_and_counts_instead_of_blocking() {
     let stats = Arc::new(Stats::default());
     // A current-thread runtime: the pipeline task cannot run while we send.
-    let (_seen, factory) = recorder();
+    let (_seen, _, factory) = recorder();
     let pipeline = spawn_with(config(&[]), stats.clone(), factory);
     let handle = pipeline.handle();
     for _ in 0..QUEUE_CAPACITY + 10 {
@@ -131,7 +169,7 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
 #[tokio::test]
 async fn a_panicking_sink_is_contained_and_the_pipeline_restarts() {
     let stats = Arc::new(Stats::default());
-    let (seen, factory) = recorder();
+    let (seen, _, factory) = recorder();
     let pipeline = spawn_with(config(&[]), stats.clone(), factory);
     let handle = pipeline.handle();
     handle.send(point("boom"));
@@ -155,6 +193,10 @@ impl Sink for Forwarder {
         Ok(())
     }
 
+    fn takes_tracer_telemetry(&self) -> bool {
+        true
+    }
+
     fn forward_tracer_telemetry(&mut self, request: &TracerTelemetry) -> bool {
         if let Ok(mut paths) = self.0.lock() {
             paths.push(request.path.clone());
@@ -174,28 +216,36 @@ fn tracer_telemetry(path: &str) -> TracerTelemetry {
 #[tokio::test]
 async fn tracer_telemetry_goes_to_the_sinks_that_forward_it_or_is_counted_as_dropped() {
     let stats = Arc::new(Stats::default());
-    let (seen, recorders) = recorder();
+    let (seen, _, recorders) = recorder();
     let paths = Arc::new(Mutex::new(Vec::new()));
     let forwarded = paths.clone();
-    // Dyno web.1 has a forwarding sink beside the recorder; others only the recorder.
-    let factory: SinkFactory = Arc::new(move |config: &PipelineConfig| {
-        let mut sinks = recorders(config);
-        if config.dyno == "web.1" {
-            sinks.push(Box::new(Forwarder(forwarded.clone())));
-        }
-        sinks
-    });
-    let web1 = PipelineConfig {
-        dyno: "web.1".into(),
-        ..config(&[])
+    // A prometheus spec stands for the forwarding sink here.
+    let factory: SinkFactory =
+        Arc::new(
+            move |spec: &SinkSpec, config: &PipelineConfig, r: &_| match spec {
+                SinkSpec::Prometheus { .. } => {
+                    Ok(Box::new(Forwarder(forwarded.clone())) as Box<dyn Sink>)
+                }
+                _ => recorders(spec, config, r),
+            },
+        );
+    let forwarding = SinkSpec::Prometheus {
+        listen: None,
+        remote_write: None,
     };
+    let web1 = with_sinks(&[], vec![SinkSpec::Stdout {}, forwarding]);
     let pipeline = spawn_with(web1, stats.clone(), factory);
     let handle = pipeline.handle();
     assert!(handle.forward_tracer_telemetry(tracer_telemetry("/api/v2/apmtelemetry")));
     handle.send(point("one"));
-    // Items are handled in order: once "one" is written, the request before it was offered.
     wait_for(&seen, 1).await;
     let paths_now = || paths.lock().map(|p| p.clone()).unwrap_or_default();
+    for _ in 0..200 {
+        if !paths_now().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(paths_now(), ["/api/v2/apmtelemetry"]);
     assert_eq!(stats.traces.telemetry_forwarded.get(), 1);
 
@@ -209,6 +259,109 @@ async fn tracer_telemetry_goes_to_the_sinks_that_forward_it_or_is_counted_as_dro
     assert_eq!(stats.traces.telemetry_forwarded.get(), 1);
     assert!(pipeline.shutdown(Duration::from_secs(1)).await);
     assert_eq!(stats.pipeline.processed.get(), 4);
+}
+
+#[tokio::test]
+async fn a_tag_only_change_rebuilds_no_sink() {
+    let stats = Arc::new(Stats::default());
+    let (seen, sinks_built, factory) = recorder();
+    let sinks = vec![SinkSpec::Stdout {}, jsonl("a", None), jsonl("b", None)];
+    let pipeline = spawn_with(
+        with_sinks(&["team:a"], sinks.clone()),
+        stats.clone(),
+        factory,
+    );
+    let handle = pipeline.handle();
+    handle.send(point("one"));
+    wait_for(&seen, 3).await;
+
+    pipeline.reconfigure(with_sinks(&["team:b"], sinks));
+    handle.send(point("two"));
+    let got = wait_for(&seen, 6).await;
+    assert_eq!(built(&sinks_built), ["stdout", "jsonl a", "jsonl b"]);
+    assert_eq!(stats.pipeline.sinks_kept.get(), 3);
+    assert_eq!(stats.pipeline.sinks_retired.get(), 0);
+    let two: Vec<_> = got.iter().filter(|(_, p)| p.name == "two").collect();
+    assert_eq!(two.len(), 3, "every kept sink writes on: {got:?}");
+    assert!(two
+        .iter()
+        .all(|(_, p)| p.tags.contains(&"team:b".to_owned())));
+    assert!(pipeline.shutdown(Duration::from_secs(1)).await);
+}
+
+#[tokio::test]
+async fn changing_one_sinks_spec_rebuilds_only_that_one() {
+    let stats = Arc::new(Stats::default());
+    let (seen, sinks_built, factory) = recorder();
+    let before = vec![SinkSpec::Stdout {}, jsonl("a", None), jsonl("b", None)];
+    let pipeline = spawn_with(with_sinks(&[], before), stats.clone(), factory);
+    let handle = pipeline.handle();
+    handle.send(point("one"));
+    wait_for(&seen, 3).await;
+
+    // b changes, a moves in the list (order is not identity), stdout goes.
+    let after = vec![jsonl("b", Some(1 << 20)), jsonl("a", None)];
+    pipeline.reconfigure(with_sinks(&[], after));
+    handle.send(point("two"));
+    let got = wait_for(&seen, 5).await;
+    assert_eq!(
+        built(&sinks_built),
+        ["stdout", "jsonl a", "jsonl b", "jsonl b"]
+    );
+    assert_eq!(stats.pipeline.sinks_kept.get(), 1);
+    assert_eq!(stats.pipeline.sinks_built.get(), 4);
+    assert_eq!(stats.pipeline.sinks_retired.get(), 2, "old b and stdout");
+    let mut two: Vec<_> = got
+        .iter()
+        .filter(|(_, p)| p.name == "two")
+        .map(|(label, _)| label.as_str())
+        .collect();
+    two.sort_unstable();
+    assert_eq!(two, ["jsonl a", "jsonl b"]);
+    assert!(pipeline.shutdown(Duration::from_secs(1)).await);
+}
+
+#[tokio::test]
+async fn a_sinks_slow_flush_does_not_delay_the_next_batch() {
+    let stats = Arc::new(Stats::default());
+    let (seen, _, factory) = recorder();
+    let pipeline = spawn_with(
+        with_sinks(&[], vec![jsonl("slow", None), jsonl("fast", None)]),
+        stats.clone(),
+        factory,
+    );
+    let handle = pipeline.handle();
+    handle.send(point("one"));
+    wait_for(&seen, 2).await;
+
+    // The slow sink is replaced: it flushes (1 s) before its successor writes.
+    let changed = with_sinks(&[], vec![jsonl("slow", Some(1 << 20)), jsonl("fast", None)]);
+    pipeline.reconfigure(changed);
+    let sent = std::time::Instant::now();
+    handle.send(point("two"));
+    let written_by = |label: &str, seen: &[(String, Point)]| {
+        seen.iter().any(|(l, p)| l == label && p.name == "two")
+    };
+    loop {
+        let now = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        if written_by("jsonl fast", &now) {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "the fast sink waited"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let now = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        !written_by("jsonl slow", &now),
+        "the successor waits for the flush"
+    );
+    let got = wait_for(&seen, 4).await;
+    assert!(written_by("jsonl slow", &got), "and then writes: {got:?}");
+    assert!(sent.elapsed() >= Duration::from_millis(900));
+    assert!(pipeline.shutdown(Duration::from_secs(5)).await);
 }
 
 #[test]

@@ -30,8 +30,9 @@ use prost::Message;
 use serde::Serialize;
 
 use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind, Target};
-use super::{Sink, SinkError};
+use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::datadog as pb;
+use crate::stats::SinkRegistry;
 use crate::telemetry::{
     Event, MetricType, Point, ServiceCheck, Telemetry, TraceChunk, TracerTelemetry,
 };
@@ -80,8 +81,13 @@ impl DatadogSink {
         )
     }
 
-    /// Starts the sink (its delivery task runs on the current runtime).
-    pub fn start(options: &DatadogOptions, config: DeliveryConfig) -> Result<Self, String> {
+    /// Starts the sink (its delivery task runs on the current runtime); its
+    /// stats are registered in `registry`.
+    pub fn start(
+        options: &DatadogOptions,
+        config: DeliveryConfig,
+        registry: &SinkRegistry,
+    ) -> Result<Self, BuildError> {
         let name = Self::name(options);
         let site = &options.site;
         if site.is_empty()
@@ -89,7 +95,13 @@ impl DatadogSink {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         {
-            return Err(format!("sink {name}: site {site:?} is not a host name such as datadoghq.com or datadoghq.eu"));
+            return Err(BuildError::InvalidField {
+                sink: name,
+                field: "site",
+                value: site.clone(),
+                problem: "is not a host name; write one such as datadoghq.com or datadoghq.eu"
+                    .to_owned(),
+            });
         }
         let (api, trace, telemetry) = match &options.endpoint {
             Some(base) => {
@@ -102,17 +114,22 @@ impl DatadogSink {
                 format!("https://instrumentation-telemetry-intake.{site}"),
             ),
         };
-        let uri = |base: &str, path: &str| -> Result<Uri, String> {
+        let uri = |base: &str, path: &str| -> Result<Uri, BuildError> {
             format!("{base}{path}")
                 .parse()
-                .map_err(|err| format!("sink {name}: endpoint {base:?} is not a URL: {err}"))
+                .map_err(|err| BuildError::InvalidField {
+                    sink: name.clone(),
+                    field: "endpoint",
+                    value: base.to_owned(),
+                    problem: format!("is not a URL ({err}); write one such as http://proxy:8080"),
+                })
         };
-        let mut key = HeaderValue::from_str(&options.api_key).map_err(|_| {
-            format!(
-                "sink {name}: the API key from {} is not a valid HTTP header value",
-                options.api_key_source
-            )
-        })?;
+        let mut key =
+            HeaderValue::from_str(&options.api_key).map_err(|_| BuildError::InvalidSecret {
+                sink: name.clone(),
+                field: "apiKey".to_owned(),
+                source_desc: options.api_key_source.clone(),
+            })?;
         key.set_sensitive(true);
         let headers = |content_type: &'static str| {
             let mut headers = HeaderMap::new();
@@ -207,7 +224,7 @@ impl DatadogSink {
                 max_entries: 1,
             },
         ];
-        let stats = crate::stats::sinks().register(&name);
+        let stats = registry.register(&name);
         let delivery = Delivery::start(name, endpoints, config, stats)?;
         Ok(DatadogSink {
             delivery,
@@ -247,6 +264,18 @@ impl Sink for DatadogSink {
     fn flush(&mut self) -> Result<(), SinkError> {
         self.delivery.flush();
         Ok(())
+    }
+
+    fn takes_tracer_telemetry(&self) -> bool {
+        true
+    }
+
+    fn take_backlog(&mut self) -> Option<Backlog> {
+        Some(self.delivery.take_backlog())
+    }
+
+    fn accept_backlog(&mut self, backlog: Backlog) {
+        self.delivery.accept_backlog(backlog);
     }
 
     fn forward_tracer_telemetry(&mut self, request: &TracerTelemetry) -> bool {

@@ -23,7 +23,13 @@
 //! [`Target`] of its own: its URL and headers travel with the entry, and it
 //! goes alone in its batch, uncompressed unless it came compressed.
 //!
-//! [`Delivery::flush`] (before a reconfiguration and at shutdown) sends
+//! A reload that replaces a sink by one with the same destination moves the
+//! queued entries across: [`Delivery::take_backlog`] empties the old buffer's
+//! queues (the batch in flight stays with the old task, which keeps trying it
+//! as a dropped sink does) and [`Delivery::accept_backlog`] queues them in the
+//! new one ahead of anything newer, within its own buffer limit.
+//!
+//! [`Delivery::flush`] (at shutdown) sends
 //! everything now and waits up to [`DeliveryConfig::flush_wait`]; what is
 //! still undelivered then is logged and counted in `unflushed`, and stays
 //! queued while the sidecar runs. When the sink is dropped its task keeps
@@ -45,6 +51,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 
+use super::BuildError;
 use crate::stats::{ItemCounts, SinkStats};
 
 /// Default buffer per sink: 8 MiB.
@@ -281,10 +288,14 @@ impl Delivery {
         endpoints: Vec<Endpoint>,
         config: DeliveryConfig,
         stats: Arc<SinkStats>,
-    ) -> Result<Delivery, String> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| format!("sink {name}: needs the async runtime"))?;
-        let client = http_client()?;
+    ) -> Result<Delivery, BuildError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(BuildError::NoRuntime { sink: name });
+        };
+        let client = match http_client() {
+            Ok(client) => client,
+            Err(reason) => return Err(BuildError::Tls { sink: name, reason }),
+        };
         stats.buffer_capacity.set(config.buffer_bytes);
         let shared = Arc::new(Shared {
             name,
@@ -833,6 +844,10 @@ pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
         .with_jitter()
         .delay(attempt)
 }
+
+#[path = "delivery/backlog.rs"]
+mod backlog;
+pub use backlog::Backlog;
 
 #[cfg(test)]
 #[path = "delivery/tests.rs"]

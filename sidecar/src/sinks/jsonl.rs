@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use super::delivery::{DeliveryConfig, DRAIN_AFTER_DROP};
 use super::{Sink, SinkError};
-use crate::stats::{ItemCounts, SinkStats};
+use crate::stats::{ItemCounts, SinkRegistry, SinkStats};
 use crate::telemetry::{Span, Telemetry};
 
 /// How a jsonl sink buffers and rotates.
@@ -186,8 +186,14 @@ struct SpanLine<'a> {
 
 impl JsonlSink {
     /// Opens (creating, appending to) `path` and starts the writer thread.
-    pub fn open(path: &Path, hostname: &str, options: JsonlOptions) -> Result<Self, SinkError> {
-        let (sink, output) = JsonlSink::unstarted(path, hostname, options)?;
+    /// Its stats are registered in `registry`.
+    pub fn open(
+        path: &Path,
+        hostname: &str,
+        options: JsonlOptions,
+        registry: &SinkRegistry,
+    ) -> Result<Self, SinkError> {
+        let (sink, output) = JsonlSink::unstarted(path, hostname, options, registry)?;
         sink.start(output)?;
         Ok(sink)
     }
@@ -197,6 +203,7 @@ impl JsonlSink {
         path: &Path,
         hostname: &str,
         options: JsonlOptions,
+        registry: &SinkRegistry,
     ) -> Result<(Self, Output), SinkError> {
         let name = format!("jsonl {}", path.display());
         let mut output = Output {
@@ -209,7 +216,7 @@ impl JsonlSink {
             sink: name.clone(),
             source,
         })?;
-        let stats = crate::stats::sinks().register(&name);
+        let stats = registry.register(&name);
         stats.buffer_capacity.set(options.buffer_bytes);
         let shared = Arc::new(Shared {
             name,

@@ -25,8 +25,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use prost::Message;
 
 use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind};
-use super::{Sink, SinkError};
+use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::otlp as pb;
+use crate::stats::SinkRegistry;
 use crate::telemetry::{MetricType, Point, Telemetry, TraceChunk};
 
 const TRACES: usize = 0;
@@ -52,16 +53,24 @@ impl OtlpSink {
         hostname: &str,
         tags: &[String],
         config: DeliveryConfig,
-    ) -> Result<Self, String> {
+        registry: &SinkRegistry,
+    ) -> Result<Self, BuildError> {
         let base = endpoint.trim_end_matches('/');
         let name = format!("otlp {base}");
         let mut extra = HeaderMap::new();
         for (key, value) in headers {
-            let key = HeaderName::try_from(key.as_str())
-                .map_err(|_| format!("sink {name}: header name {key:?} is not valid"))?;
-            let mut value = HeaderValue::from_str(value).map_err(|_| {
-                format!("sink {name}: the value of header {key} is not a valid header value")
+            let key = HeaderName::try_from(key.as_str()).map_err(|_| BuildError::InvalidField {
+                sink: name.clone(),
+                field: "headers",
+                value: key.clone(),
+                problem: "is not a valid HTTP header name; use letters, digits and '-'".to_owned(),
             })?;
+            let mut value =
+                HeaderValue::from_str(value).map_err(|_| BuildError::InvalidSecret {
+                    sink: name.clone(),
+                    field: format!("headers.{key}"),
+                    source_desc: "its value".to_owned(),
+                })?;
             value.set_sensitive(true);
             extra.insert(key, value);
         }
@@ -72,9 +81,16 @@ impl OtlpSink {
         let uri = |path: &str| {
             format!("{base}{path}")
                 .parse()
-                .map_err(|err| format!("sink {name}: endpoint {base:?} is not a URL: {err}"))
+                .map_err(|err| BuildError::InvalidField {
+                    sink: name.clone(),
+                    field: "endpoint",
+                    value: base.to_owned(),
+                    problem: format!(
+                        "is not a URL ({err}); write one such as http://collector:4318"
+                    ),
+                })
         };
-        let endpoint = |name, path, kind| -> Result<Endpoint, String> {
+        let endpoint = |name, path, kind| -> Result<Endpoint, BuildError> {
             Ok(Endpoint {
                 name,
                 uri: uri(path)?,
@@ -91,7 +107,7 @@ impl OtlpSink {
             endpoint("traces", "/v1/traces", ItemKind::Spans)?,
             endpoint("metrics", "/v1/metrics", ItemKind::Points)?,
         ];
-        let stats = crate::stats::sinks().register(&name);
+        let stats = registry.register(&name);
         Ok(OtlpSink {
             delivery: Delivery::start(name, endpoints, config, stats)?,
             resource: resource_attributes(hostname, tags),
@@ -127,6 +143,14 @@ impl Sink for OtlpSink {
     fn flush(&mut self) -> Result<(), SinkError> {
         self.delivery.flush();
         Ok(())
+    }
+
+    fn take_backlog(&mut self) -> Option<Backlog> {
+        Some(self.delivery.take_backlog())
+    }
+
+    fn accept_backlog(&mut self, backlog: Backlog) {
+        self.delivery.accept_backlog(backlog);
     }
 }
 

@@ -35,8 +35,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use prost::Message;
 
 use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, ItemKind};
-use super::{Sink, SinkError};
+use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::prometheus as pb;
+use crate::stats::SinkRegistry;
 use crate::telemetry::{MetricType, Point, Telemetry};
 
 /// The default scrape address.
@@ -163,14 +164,20 @@ impl PrometheusSink {
         listen: &str,
         remote_write: Option<&str>,
         config: DeliveryConfig,
-    ) -> Result<Self, String> {
+        registry: &SinkRegistry,
+    ) -> Result<Self, BuildError> {
         let exporter = exporter(listen)?;
         let remote = match remote_write {
             None => None,
             Some(url) => {
                 let name = format!("prometheus {url}");
-                let uri = url.parse().map_err(|err| {
-                    format!("sink {name}: remoteWrite {url:?} is not a URL: {err}")
+                let uri = url.parse().map_err(|err| BuildError::InvalidField {
+                    sink: name.clone(),
+                    field: "remoteWrite",
+                    value: url.to_owned(),
+                    problem: format!(
+                        "is not a URL ({err}); write one such as http://prom:9090/api/v1/write"
+                    ),
                 })?;
                 let mut headers = HeaderMap::new();
                 headers.insert(
@@ -192,7 +199,7 @@ impl PrometheusSink {
                     suffix: b"",
                     max_entries: usize::MAX,
                 };
-                let stats = crate::stats::sinks().register(&name);
+                let stats = registry.register(&name);
                 Some(Delivery::start(name, vec![endpoint], config, stats)?)
             }
         };
@@ -229,10 +236,21 @@ impl Sink for PrometheusSink {
         }
         Ok(())
     }
+
+    fn take_backlog(&mut self) -> Option<Backlog> {
+        self.remote.as_ref().map(Delivery::take_backlog)
+    }
+
+    fn accept_backlog(&mut self, backlog: Backlog) {
+        if let Some(remote) = &self.remote {
+            remote.accept_backlog(backlog);
+        }
+    }
 }
 
 /// The live exporter on `listen`, or a new one with its server.
-fn exporter(listen: &str) -> Result<Arc<Exporter>, String> {
+fn exporter(listen: &str) -> Result<Arc<Exporter>, BuildError> {
+    let sink = || format!("prometheus {listen}");
     static LIVE: OnceLock<Mutex<HashMap<String, Weak<Exporter>>>> = OnceLock::new();
     let mut live = LIVE
         .get_or_init(Default::default)
@@ -243,11 +261,13 @@ fn exporter(listen: &str) -> Result<Arc<Exporter>, String> {
         return Ok(found);
     }
     let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| "sink prometheus: needs the async runtime".to_owned())?;
+        .map_err(|_| BuildError::NoRuntime { sink: sink() })?;
     let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|err| {
-            format!("sink prometheus: cannot listen on {listen} for /metrics: {err}; set `listen` to a free address")
+        .map_err(|source| BuildError::Listen {
+            sink: sink(),
+            listen: listen.to_owned(),
+            source,
         })?;
     let addr = listener.local_addr().ok();
     let exporter = Arc::new(Exporter::default());
@@ -266,8 +286,12 @@ fn exporter(listen: &str) -> Result<Arc<Exporter>, String> {
     );
     let task = {
         let _guard = runtime.enter();
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|err| format!("sink prometheus: cannot serve on {listen}: {err}"))?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| BuildError::Listen {
+                sink: sink(),
+                listen: listen.to_owned(),
+                source,
+            })?;
         runtime.spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!("sink prometheus: the /metrics server stopped: {err}");

@@ -166,11 +166,7 @@ impl StatusBoard {
             app: board.app.clone(),
             sampler: board.sampler.clone(),
             receivers,
-            sinks: crate::stats::sinks()
-                .live()
-                .iter()
-                .map(|s| sink_status(s))
-                .collect(),
+            sinks: stats.sinks.live().iter().map(|s| sink_status(s)).collect(),
             checks,
             counters: counters(stats),
         }

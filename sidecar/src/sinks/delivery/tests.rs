@@ -135,3 +135,40 @@ async fn a_proxied_request_goes_alone_to_its_own_url_and_is_charged_for_its_head
         "uncompressed, and the proxied request alone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_moves_to_the_successor_ahead_of_its_own_entries_within_its_buffer() {
+    let config = |buffer_bytes| DeliveryConfig {
+        buffer_bytes,
+        batch_bytes: usize::MAX,
+        batch_interval: Duration::from_secs(3600),
+        ..DeliveryConfig::default()
+    };
+    let endpoints = || vec![endpoint(ItemKind::Points), endpoint(ItemKind::Spans)];
+    let old_stats = Arc::new(SinkStats::default());
+    let old = Delivery::start("old".into(), endpoints(), config(10_000), old_stats.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    old.push(0, entry(400, 1));
+    old.push(1, entry(400, 2));
+    old.push(0, entry(400, 3));
+    let new_stats = Arc::new(SinkStats::default());
+    let new = Delivery::start("new".into(), endpoints(), config(1000), new_stats.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    new.push(0, entry(100, 4));
+
+    let backlog = old.take_backlog();
+    assert_eq!(backlog.len(), 3);
+    assert_eq!(old.shared.lock().pending, [0; 4]);
+    assert_eq!(old_stats.buffer_bytes.get(), 0);
+
+    new.accept_backlog(backlog);
+    // 1000 bytes hold the newest three; the oldest point does not fit.
+    assert_eq!(new_stats.dropped.points.get(), 1);
+    assert_eq!(new.shared.lock().pending, [7, 2, 0, 0]);
+    assert_eq!(new_stats.buffer_bytes.get(), 900);
+    let points: Vec<u64> = new.shared.lock().queues[0]
+        .iter()
+        .map(|q| q.entry.items)
+        .collect();
+    assert_eq!(points, [3, 4], "the predecessor's entries go first");
+}

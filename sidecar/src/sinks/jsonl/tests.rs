@@ -108,7 +108,8 @@ fn flush_makes_every_batch_visible_byte_for_byte() {
     let path = dir.path().join("t.jsonl");
     // What was there stays: the sink appends.
     std::fs::write(&path, "{\"kind\":\"old\"}\n").unwrap();
-    let mut sink = JsonlSink::open(&path, "h", JsonlOptions::default()).unwrap();
+    let registry = SinkRegistry::default();
+    let mut sink = JsonlSink::open(&path, "h", JsonlOptions::default(), &registry).unwrap();
     let check = ServiceCheck {
         name: "redis.can_connect".into(),
         status: 0,
@@ -145,7 +146,7 @@ fn flush_makes_every_batch_visible_byte_for_byte() {
     assert_eq!(stats.buffer_bytes.get(), 0);
     assert_eq!(stats.unflushed.points.get(), 0);
     // The sink is listed in /status.
-    assert!(crate::stats::sinks().get(&stats.name).is_some());
+    assert!(registry.get(&stats.name).is_some());
 }
 
 #[test]
@@ -154,7 +155,13 @@ fn rotates_by_size_keeping_max_files_and_never_splitting_a_line() {
     let path = dir.path().join("t.jsonl");
     // Two one-line batches fill a file; the third goes to a fresh one.
     let size = encoded("p1", 1);
-    let mut sink = JsonlSink::open(&path, "h", options(2 * size as u64, 2)).unwrap();
+    let mut sink = JsonlSink::open(
+        &path,
+        "h",
+        options(2 * size as u64, 2),
+        &SinkRegistry::default(),
+    )
+    .unwrap();
     for i in 1..=7 {
         sink.write(&batch(&format!("p{i}"), 1)).unwrap();
     }
@@ -178,7 +185,8 @@ fn rotates_by_size_keeping_max_files_and_never_splitting_a_line() {
 fn a_file_rotated_or_removed_by_someone_else_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.jsonl");
-    let mut sink = JsonlSink::open(&path, "h", options(1 << 20, 2)).unwrap();
+    let mut sink =
+        JsonlSink::open(&path, "h", options(1 << 20, 2), &SinkRegistry::default()).unwrap();
     sink.write(&batch("before", 1)).unwrap();
     sink.flush().unwrap();
     // Another dyno sharing the file rotated it.
@@ -204,7 +212,8 @@ fn a_full_buffer_drops_the_oldest_batches_and_counts_their_items() {
         buffer_bytes: 3 * cost,
         ..JsonlOptions::default()
     };
-    let (mut sink, output) = JsonlSink::unstarted(&path, "h", options).unwrap();
+    let (mut sink, output) =
+        JsonlSink::unstarted(&path, "h", options, &SinkRegistry::default()).unwrap();
     for i in 1..=5 {
         sink.write(&batch(&format!("p{i}"), 1)).unwrap();
     }
@@ -234,7 +243,7 @@ fn a_failing_file_is_counted_and_retried_until_it_works_again() {
         flush_wait: Duration::from_millis(500),
         ..JsonlOptions::default()
     };
-    let mut sink = JsonlSink::open(&path, "h", options).unwrap();
+    let mut sink = JsonlSink::open(&path, "h", options, &SinkRegistry::default()).unwrap();
     let stats = sink.stats().clone();
     // The directory goes away: the file cannot be reopened.
     std::fs::remove_dir_all(&sub).unwrap();

@@ -14,7 +14,7 @@ fn a_snapshot_joins_the_sections_and_the_counters() {
     stats.dogstatsd.metrics.add(3);
     stats.dogstatsd.parse_errors.inc("bad_value");
     stats.reloads.failed.inc();
-    let sink = crate::stats::sinks().register("jsonl /tmp/board-test.jsonl");
+    let sink = stats.sinks.register("jsonl /tmp/board-test.jsonl");
     sink.sent.points.add(5);
     sink.errors.timeout.inc();
     sink.io_errors.inc("storage_full");
