@@ -263,7 +263,8 @@ impl FileReconciler {
                     report,
                 );
             }
-            Err(message) => {
+            Err(err) => {
+                let message = err.to_string();
                 report.errors.push(message.clone());
                 let outcome = Outcome::WriteFailed(&message);
                 self.write_status(
@@ -335,8 +336,35 @@ impl FileReconciler {
     }
 }
 
+/// Why the rendered configs of an app could not be brought in line.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A file operation in the app's directory failed.
+    #[error("cannot {operation} {path}: {source}")]
+    Io {
+        /// `write`, `list` or `remove`.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
 /// Writes each dyno's config if it changed and removes configs of dynos that no longer run.
-fn write_dynos(dir: &Path, rendered: &render::Rendered, report: &mut Report) -> Result<(), String> {
+fn write_dynos(
+    dir: &Path,
+    rendered: &render::Rendered,
+    report: &mut Report,
+) -> Result<(), WriteError> {
+    let io = |operation, path: &Path| {
+        let path = path.to_owned();
+        move |source| WriteError::Io {
+            operation,
+            path,
+            source,
+        }
+    };
     let mut wanted = BTreeSet::new();
     for dyno in &rendered.dynos {
         let name = format!("{}.yaml", dyno.dyno);
@@ -344,12 +372,11 @@ fn write_dynos(dir: &Path, rendered: &render::Rendered, report: &mut Report) -> 
         match write_if_changed(&path, dyno.to_yaml().as_bytes(), 0o600) {
             Ok(true) => report.written.push(path),
             Ok(false) => {}
-            Err(err) => return Err(format!("cannot write {}: {err}", path.display())),
+            Err(err) => return Err(io("write", &path)(err)),
         }
         wanted.insert(name);
     }
-    let entries =
-        std::fs::read_dir(dir).map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(io("list", dir))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale = name.ends_with(".yaml")
@@ -357,8 +384,7 @@ fn write_dynos(dir: &Path, rendered: &render::Rendered, report: &mut Report) -> 
             && !name.starts_with('.')
             && !wanted.contains(&name);
         if stale {
-            std::fs::remove_file(entry.path())
-                .map_err(|err| format!("cannot remove {}: {err}", entry.path().display()))?;
+            std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
             report.removed.push(entry.path());
         }
     }

@@ -75,8 +75,23 @@ pub enum ConfigError {
     },
 }
 
+/// What one input file held when it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileRead {
+    /// Its text.
+    Text(String),
+    /// It could not be read: kept as a state, so that a file that stays missing
+    /// is reported once, and one that comes back is noticed.
+    Failed {
+        /// The kind of I/O error (`NotFound`, `PermissionDenied`…).
+        kind: std::io::ErrorKind,
+        /// The OS error's text.
+        message: String,
+    },
+}
+
 /// What the inputs of a config held when read; equal contents mean nothing to reload.
-pub type Contents = Vec<Result<String, String>>;
+pub type Contents = Vec<FileRead>;
 
 impl ConfigSource {
     /// For logs and `/status`.
@@ -115,7 +130,13 @@ impl ConfigSource {
     pub fn read(&self) -> Contents {
         self.files()
             .into_iter()
-            .map(|path| std::fs::read_to_string(path).map_err(|err| err.to_string()))
+            .map(|path| match std::fs::read_to_string(path) {
+                Ok(text) => FileRead::Text(text),
+                Err(err) => FileRead::Failed {
+                    kind: err.kind(),
+                    message: err.to_string(),
+                },
+            })
             .collect()
     }
 
@@ -125,10 +146,10 @@ impl ConfigSource {
         let text = |index: usize| -> Result<&str, ConfigError> {
             let path = files.get(index).copied().unwrap_or(Path::new("?"));
             match contents.get(index) {
-                Some(Ok(text)) => Ok(text),
-                Some(Err(message)) => Err(ConfigError::Read {
+                Some(FileRead::Text(text)) => Ok(text),
+                Some(FileRead::Failed { kind, message }) => Err(ConfigError::Read {
                     path: path.to_owned(),
-                    source: std::io::Error::other(message.clone()),
+                    source: std::io::Error::new(*kind, message.clone()),
                 }),
                 None => Err(ConfigError::Read {
                     path: path.to_owned(),
