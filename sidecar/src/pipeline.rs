@@ -2,8 +2,11 @@
 //!
 //! Producers (receivers, the sampler, checks) hold a cloneable
 //! [`PipelineHandle`] whose [`send`](PipelineHandle::send) never blocks: when
-//! the queue is full the item is dropped and counted in
-//! [`crate::stats::PipelineStats`]. One task drains the queue in batches, adds
+//! the queue holds [`QUEUE_BYTES`] (each item's size estimated by its
+//! `approx_bytes`) or [`QUEUE_CAPACITY`] items, the item is dropped and
+//! counted by kind in [`crate::stats::PipelineStats`]. A receiver that can
+//! refuse at its edge asks [`PipelineHandle::has_room`] first, so that past
+//! the budget the sender is told (429) rather than answered and dropped. One task drains the queue in batches, adds
 //! the dyno's tags ([`PipelineConfig::tags`]) and writes each batch to every
 //! sink. A tracer's own telemetry ([`TracerTelemetry`]) shares the queue and
 //! goes untouched to the sinks that forward it (the Datadog sink); when none
@@ -34,6 +37,9 @@ use crate::telemetry::{Telemetry, TracerTelemetry};
 
 /// Items the queue holds before [`PipelineHandle::send`] drops.
 pub const QUEUE_CAPACITY: usize = 8192;
+/// Approximate bytes the queue holds before [`PipelineHandle::send`] drops:
+/// 16 MiB. Part of the sidecar's memory total (sidecar/MEMORY.md).
+pub const QUEUE_BYTES: usize = 16 << 20;
 /// Items taken from the queue at once.
 const BATCH: usize = 512;
 
@@ -82,9 +88,17 @@ impl PipelineConfig {
     }
 }
 
-/// What the queue carries.
+/// What the queue carries, with the size it was charged against [`QUEUE_BYTES`].
 #[derive(Debug)]
-enum Item {
+struct Item {
+    /// Taken off the queue's byte gauge when the item leaves the queue: the
+    /// same number that was added, whatever tagging does to the item after.
+    bytes: usize,
+    data: Data,
+}
+
+#[derive(Debug)]
+enum Data {
     /// For every sink, tagged first.
     Telemetry(Telemetry),
     /// For the sinks that forward it, as it is.
@@ -101,27 +115,51 @@ pub struct PipelineHandle {
 impl PipelineHandle {
     /// Queues `item`; returns `false` (and counts a drop) when the queue is full or closed.
     pub fn send(&self, item: Telemetry) -> bool {
-        self.enqueue(Item::Telemetry(item))
+        let (bytes, kind) = (item.approx_bytes(), item.kind());
+        self.enqueue(bytes, kind, Data::Telemetry(item))
     }
 
     /// Queues a tracer's own telemetry for the sinks that forward it; returns
     /// `false` (and counts a drop) when the queue is full or closed.
     pub fn forward_tracer_telemetry(&self, request: TracerTelemetry) -> bool {
-        self.enqueue(Item::TracerTelemetry(request))
+        let bytes = request.approx_bytes();
+        self.enqueue(bytes, "tracer_telemetry", Data::TracerTelemetry(request))
     }
 
-    fn enqueue(&self, item: Item) -> bool {
-        match self.queue.try_send(item) {
+    /// Whether an item of about `bytes` would fit in the queue now: a hint
+    /// for a receiver deciding to refuse a request before reading it.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let queued = self.stats.pipeline.queued_bytes.get();
+        queued.saturating_add(bytes as u64) <= QUEUE_BYTES as u64
+    }
+
+    fn enqueue(&self, bytes: usize, kind: &'static str, data: Data) -> bool {
+        let pipeline = &self.stats.pipeline;
+        if !pipeline
+            .queued_bytes
+            .add_within(bytes as u64, QUEUE_BYTES as u64)
+        {
+            if pipeline.dropped_over_budget.inc(kind) {
+                tracing::warn!(
+                    "the telemetry pipeline holds its {QUEUE_BYTES}-byte budget: dropping {kind}; \
+                     further drops are only counted (dynoscope-sidecar status)"
+                );
+            }
+            return false;
+        }
+        match self.queue.try_send(Item { bytes, data }) {
             Ok(()) => {
-                self.stats.pipeline.accepted.inc();
+                pipeline.accepted.inc();
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.stats.pipeline.dropped_full.inc();
+                pipeline.queued_bytes.sub(bytes as u64);
+                pipeline.dropped_full.inc();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.pipeline.dropped_closed.inc();
+                pipeline.queued_bytes.sub(bytes as u64);
+                pipeline.dropped_closed.inc();
                 false
             }
         }
@@ -280,13 +318,15 @@ fn deliver(
     stats: &Stats,
 ) {
     stats.pipeline.processed.add(batch.len() as u64);
+    let dequeued: usize = batch.iter().map(|item| item.bytes).sum();
+    stats.pipeline.queued_bytes.sub(dequeued as u64);
     for item in batch.drain(..) {
-        match item {
-            Item::Telemetry(mut item) => {
+        match item.data {
+            Data::Telemetry(mut item) => {
                 tag(&mut item, &config.tags);
                 telemetry.push(item);
             }
-            Item::TracerTelemetry(request) => forward(&request, sinks, stats),
+            Data::TracerTelemetry(request) => forward(&request, sinks, stats),
         }
     }
     if !telemetry.is_empty() {

@@ -10,12 +10,24 @@
 //!
 //! Every decoded chunk is counted in APM stats first; chunks whose sampling
 //! priority is ≤ 0 are then dropped unless `apm.keepRejected`, and the rest
-//! go to the pipeline. Errors: 400 undecodable (the decode error in the
-//! body), 413 over [`MAX_REQUEST_BYTES`], 415 a media type that is not
-//! msgpack or JSON, 429 when the pipeline's queue is full and the client
-//! asked for real statuses (`Datadog-Send-Real-Http-Status`); otherwise the
-//! tracer gets 200 and the drop is counted, as the trace-agent does. Each
-//! refusal is counted by reason and the first of each reason logged.
+//! go to the pipeline.
+//!
+//! | answer | when | counted as |
+//! | --- | --- | --- |
+//! | 400 | undecodable (the decode error in the body), or the body ended early | the decode error, `incomplete_body` |
+//! | 408 | the body took longer than [`edge::BODY_TIMEOUT`] | `body_timeout` |
+//! | 413 | over [`MAX_REQUEST_BYTES`], or decoded larger than the pipeline's whole budget | `too_large` |
+//! | 415 | a media type that is not msgpack or JSON | `unsupported_media_type` |
+//! | 429 | bodies in flight hold [`edge::IN_FLIGHT_BYTES`] | `in_flight_budget` |
+//! | 429 | the pipeline holds its byte budget ([`crate::pipeline::QUEUE_BYTES`]) | `pipeline_budget`, `queue_full` |
+//!
+//! Each refusal is counted by reason and the first of each reason logged.
+//! The 429s are sent whether or not the client sent
+//! `Datadog-Send-Real-Http-Status` (the trace-agent's switch for them):
+//! ddtrace 4.16 never sends it, and answering 200 and dropping would let a
+//! flood fill memory and hide the loss from the tracer, which counts a 429
+//! as an error (`http.errors`, `trace_api.errors`) and drops the payload.
+//! Connections, timeouts and the in-flight budget are [`edge`]'s.
 //!
 //! APM stats are flushed to the pipeline every second (closed buckets) and
 //! all at once at shutdown.
@@ -33,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -41,12 +53,13 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use dynoscope_crds::observability::SinkSpec;
 use dynoscope_crds::DynoConfig;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::decode;
+use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
-use crate::pipeline::PipelineHandle;
+use crate::pipeline::{PipelineHandle, QUEUE_BYTES};
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
@@ -56,7 +69,7 @@ use crate::telemetry::{Telemetry, TraceChunk, TracerTelemetry};
 pub const MAX_REQUEST_BYTES: usize = 10 << 20;
 /// How often closed APM stats buckets are flushed.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// How long in-flight requests get when a listener is closed.
+/// How long in-flight requests get when a listener is closed (then their connections are cut).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The answer to every accepted payload: sample everything the tracer keeps.
 const RATE_BY_SERVICE: &str = r#"{"rate_by_service":{"service:,env:":1}}"#;
@@ -109,6 +122,10 @@ struct Shared {
     stats: Arc<Stats>,
     apm: Mutex<ApmStats>,
     config: watch::Receiver<Option<Arc<DynoConfig>>>,
+    /// Request bodies held now, across every connection of both listeners.
+    budget: BodyBudget,
+    /// Timeouts of every connection.
+    limits: Limits,
 }
 
 impl Shared {
@@ -150,13 +167,13 @@ impl Shared {
 /// A listener being served; dropping the sender closes it.
 #[derive(Debug)]
 struct Serving {
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Serving {
     async fn close(self) {
-        let _ = self.stop.send(());
+        self.stop.send_replace(true);
         let mut task = self.task;
         if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
             .await
@@ -194,6 +211,8 @@ impl Receiver {
             stats,
             apm: Mutex::new(ApmStats::new(apm_config(current.as_deref()))),
             config,
+            budget: BodyBudget::new(edge::IN_FLIGHT_BYTES),
+            limits: Limits::from_env(|name| std::env::var(name).ok()),
         });
         let mut receiver = Receiver {
             endpoint: Endpoint::default(),
@@ -256,6 +275,7 @@ impl Receiver {
                 "tcp": self.tcp_addr.map(|a| a.to_string()),
                 "socket": self.uds.as_ref().and(self.endpoint.socket.as_ref()),
                 "max_request_bytes": MAX_REQUEST_BYTES,
+                "in_flight_bytes_free": self.shared.budget.available(),
             }),
         );
     }
@@ -352,20 +372,16 @@ fn bind_uds(path: &Path) -> io::Result<tokio::net::UnixListener> {
 fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(shared);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(err) = served {
-            tracing::error!("the trace receiver stopped: {err}");
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let (limits, stats) = (shared.limits, shared.stats.clone());
+    let task = tokio::spawn(edge::serve(
+        listener,
+        router(shared),
+        stopped,
+        limits,
+        stats,
+    ));
     Serving { stop, task }
 }
 
@@ -414,29 +430,26 @@ async fn telemetry(
         shared.stats.traces.telemetry_dropped.inc("no_datadog_sink");
         return StatusCode::ACCEPTED.into_response();
     }
-    let too_large = || {
-        drop_telemetry(&shared, "too_large");
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("payload over {MAX_REQUEST_BYTES} bytes"),
-        )
-            .into_response()
-    };
-    if content_length(&headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
-        return too_large();
-    }
-    let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+    let read = read_body(
+        &shared.budget,
+        &headers,
+        body,
+        MAX_REQUEST_BYTES,
+        shared.limits.body,
+    )
+    .await;
+    let body = match read {
         Ok(body) => body,
-        Err(err) if is_length_limit(&err) => return too_large(),
-        Err(_) => {
-            drop_telemetry(&shared, "incomplete_body");
-            return (StatusCode::BAD_REQUEST, "the request body ended early").into_response();
+        Err(err) => {
+            drop_telemetry(&shared, err.reason());
+            return (err.status(), err.to_string()).into_response();
         }
     };
     let request = TracerTelemetry {
         path: intake_path(&uri).to_owned(),
         headers: proxied_headers(&headers),
-        body,
+        // The pipeline charges it from here on.
+        body: body.bytes.clone(),
     };
     if !shared.pipe.forward_tracer_telemetry(request) {
         drop_telemetry(&shared, "queue_full");
@@ -488,16 +501,19 @@ enum Version {
 async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: Body) -> Response {
     let stats = &shared.stats.traces;
     stats.requests.inc();
-    let too_large = || {
-        refuse(
-            shared,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("payload over {MAX_REQUEST_BYTES} bytes"),
-        )
-    };
     if content_length(headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
-        return too_large();
+        let err = BodyError::TooLarge(MAX_REQUEST_BYTES);
+        return refuse(shared, err.status(), err.reason(), err.to_string());
+    }
+    // Decoded spans take about as much memory as their msgpack: a body the
+    // pipeline has no room for is refused before it is read.
+    if !shared.pipe.has_room(content_length(headers).unwrap_or(0)) {
+        return refuse(
+            shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "pipeline_budget",
+            "the sidecar's queue is full; retry later".to_owned(),
+        );
     }
     let json = match (media_type(headers).as_str(), version) {
         ("application/msgpack" | "application/x-msgpack", _) => false,
@@ -511,23 +527,24 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
             )
         }
     };
-    let body: Bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+    let read = read_body(
+        &shared.budget,
+        headers,
+        body,
+        MAX_REQUEST_BYTES,
+        shared.limits.body,
+    )
+    .await;
+    // Held until the chunks are queued: until then the body is in memory.
+    let body = match read {
         Ok(body) => body,
-        Err(err) if is_length_limit(&err) => return too_large(),
-        Err(_) => {
-            return refuse(
-                shared,
-                StatusCode::BAD_REQUEST,
-                "incomplete_body",
-                "the request body ended early".to_owned(),
-            )
-        }
+        Err(err) => return refuse(shared, err.status(), err.reason(), err.to_string()),
     };
-    stats.bytes.add(body.len() as u64);
+    stats.bytes.add(body.bytes.len() as u64);
     let decoded = match (version, json) {
-        (Version::V05, _) => decode::decode_v05(&body),
-        (Version::V04, true) => decode::decode_json(&body),
-        (Version::V04, false) => decode::decode_v04(&body),
+        (Version::V05, _) => decode::decode_v05(&body.bytes),
+        (Version::V04, true) => decode::decode_json(&body.bytes),
+        (Version::V04, false) => decode::decode_v04(&body.bytes),
     };
     let mut chunks = match decoded {
         Ok(chunks) => chunks,
@@ -561,12 +578,28 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
         chunks.retain(is_kept);
         stats.rejected_chunks.add((before - chunks.len()) as u64);
     }
-    if !chunks.is_empty() && !shared.pipe.send(Telemetry::Traces(chunks)) {
-        stats.refused.inc("queue_full");
-        if header_is_true(headers, "datadog-send-real-http-status") {
-            return (StatusCode::TOO_MANY_REQUESTS, "the sidecar's queue is full").into_response();
+    if !chunks.is_empty() {
+        let item = Telemetry::Traces(chunks);
+        if item.approx_bytes() > QUEUE_BYTES {
+            return refuse(
+                shared,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the payload's spans take more than the sidecar's {QUEUE_BYTES}-byte queue"
+                ),
+            );
+        }
+        if !shared.pipe.send(item) {
+            return refuse(
+                shared,
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                "the sidecar's queue is full; retry later".to_owned(),
+            );
         }
     }
+    drop(body);
     (
         [(header::CONTENT_TYPE, "application/json")],
         RATE_BY_SERVICE,
@@ -589,16 +622,6 @@ fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, message: St
     (status, message).into_response()
 }
 
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// The media type without parameters, lower case; empty when absent.
 fn media_type(headers: &HeaderMap) -> String {
     headers
@@ -609,112 +632,6 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// A boolean header as the trace-agent reads one: absent, empty, `0`, `f`
-/// or `false` (any case) are false.
-fn header_is_true(headers: &HeaderMap, name: &str) -> bool {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .is_some_and(|v| {
-            !(v.is_empty()
-                || v == "0"
-                || v.eq_ignore_ascii_case("f")
-                || v.eq_ignore_ascii_case("false"))
-        })
-}
-
-fn is_length_limit(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap_or_else(|_| unreachable!()));
-        }
-        map
-    }
-
-    #[test]
-    fn boolean_headers_read_as_the_trace_agent_reads_them() {
-        let name = "datadog-send-real-http-status";
-        for falsy in ["", "0", "f", "F", "false", "FALSE"] {
-            assert!(
-                !header_is_true(&headers(&[(name, falsy)]), name),
-                "{falsy:?}"
-            );
-        }
-        for truthy in ["1", "true", "yes", "t"] {
-            assert!(
-                header_is_true(&headers(&[(name, truthy)]), name),
-                "{truthy:?}"
-            );
-        }
-        assert!(!header_is_true(&HeaderMap::new(), name));
-    }
-
-    #[test]
-    fn media_types_drop_parameters_and_case() {
-        let h = headers(&[("content-type", "Application/MsgPack; charset=binary")]);
-        assert_eq!(media_type(&h), "application/msgpack");
-        assert_eq!(media_type(&HeaderMap::new()), "");
-    }
-
-    #[test]
-    fn tracer_telemetry_keeps_its_path_and_headers_but_not_hop_by_hop_ones_or_a_key() {
-        let uri: Uri = "/telemetry/proxy/api/v2/apmtelemetry?x=1"
-            .parse()
-            .unwrap_or_else(|_| unreachable!());
-        assert_eq!(intake_path(&uri), "/api/v2/apmtelemetry?x=1");
-        let sent = headers(&[
-            ("content-type", "application/json"),
-            ("dd-telemetry-request-type", "app-started"),
-            ("dd-telemetry-api-version", "v2"),
-            ("dd-client-library-language", "python"),
-            ("dd-session-id", "80f9"),
-            ("host", "127.0.0.1:8126"),
-            ("content-length", "16287"),
-            ("connection", "keep-alive"),
-            ("dd-api-key", "from-the-tracer"),
-        ]);
-        let kept = proxied_headers(&sent);
-        let mut names: Vec<&str> = kept.keys().map(|n| n.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(
-            names,
-            [
-                "content-type",
-                "dd-client-library-language",
-                "dd-session-id",
-                "dd-telemetry-api-version",
-                "dd-telemetry-request-type",
-            ]
-        );
-        assert_eq!(kept["dd-telemetry-request-type"], "app-started");
-    }
-
-    #[test]
-    fn chunks_with_priority_zero_or_less_are_not_kept() {
-        let chunk = |priority| TraceChunk {
-            priority,
-            spans: Vec::new(),
-        };
-        assert!(is_kept(&chunk(None)));
-        assert!(is_kept(&chunk(Some(1))));
-        assert!(is_kept(&chunk(Some(2))));
-        assert!(!is_kept(&chunk(Some(0))));
-        assert!(!is_kept(&chunk(Some(-1))));
-    }
-}
+#[path = "server/tests.rs"]
+mod tests;
