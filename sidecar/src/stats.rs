@@ -236,7 +236,7 @@ pub struct TraceStats {
     /// Chunks with sampling priority ≤ 0: counted in APM stats, not forwarded.
     pub rejected_chunks: Counter,
     /// Payloads refused, by reason (`too_large`, `unsupported_media_type`,
-    /// `queue_full`, `in_flight_budget`, `pipeline_budget`, `body_timeout`,
+    /// `queue_full`, `in_flight_budget`, `pipeline_budget`, `sink_backlog`, `body_timeout`,
     /// or the decode error: `truncated`, `not_traces`…).
     pub refused: KindCounts,
     /// Connections closed at once because [`MAX_CONNECTIONS`] were open.

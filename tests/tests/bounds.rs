@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use dynoscope_tests::harness::{render, status_of, Sidecar};
 use dynoscope_tests::intake::Intake;
+use dynoscope_tests::load::{peak_rss_mib, post, read_status, v04_payload};
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::wait_for;
 use serde_json::Value;
@@ -46,108 +47,6 @@ fn start(dir: &Path, config: &Path, apm: u16, env: &[(&str, &str)]) -> Sidecar {
         TcpStream::connect(("127.0.0.1", apm)).ok()
     });
     sidecar
-}
-
-/// `VmHWM` of `pid` in MiB: the peak resident set since it started.
-fn peak_rss_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
-}
-
-/// A v0.4 msgpack payload of `traces` traces of `spans` spans each, as ddtrace sends them.
-fn v04_payload(traces: u64, spans: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let str_ = |out: &mut Vec<u8>, s: &str| rmp::encode::write_str(out, s).unwrap();
-    rmp::encode::write_array_len(&mut out, traces as u32).unwrap();
-    for t in 0..traces {
-        rmp::encode::write_array_len(&mut out, spans as u32).unwrap();
-        for s in 0..spans {
-            let root = s == 0;
-            rmp::encode::write_map_len(&mut out, if root { 12 } else { 11 }).unwrap();
-            for (k, v) in [
-                ("service", "shop"),
-                ("name", "django.request"),
-                ("resource", "GET /cart/<id>"),
-                ("type", "web"),
-            ] {
-                str_(&mut out, k);
-                str_(&mut out, v);
-            }
-            for (k, v) in [
-                ("trace_id", t + 1),
-                ("span_id", t * spans + s + 1),
-                ("start", 1_700_000_000_000_000_000),
-                ("duration", 1_500_000),
-            ] {
-                str_(&mut out, k);
-                rmp::encode::write_uint(&mut out, v).unwrap();
-            }
-            str_(&mut out, "parent_id");
-            rmp::encode::write_uint(&mut out, if root { 0 } else { t * spans + 1 }).unwrap();
-            str_(&mut out, "error");
-            rmp::encode::write_uint(&mut out, 0).unwrap();
-            str_(&mut out, "meta");
-            rmp::encode::write_map_len(&mut out, 4).unwrap();
-            for (k, v) in [
-                ("env", "test"),
-                ("language", "python"),
-                ("http.method", "GET"),
-                ("http.url", "http://shop.example/cart/42"),
-            ] {
-                str_(&mut out, k);
-                str_(&mut out, v);
-            }
-            if root {
-                str_(&mut out, "metrics");
-                rmp::encode::write_map_len(&mut out, 1).unwrap();
-                str_(&mut out, "_sampling_priority_v1");
-                rmp::encode::write_f64(&mut out, 1.0).unwrap();
-            }
-        }
-    }
-    out
-}
-
-/// Reads one response on `stream`; its status, or `None` when the connection ended first.
-fn read_status(stream: &mut TcpStream) -> Option<u16> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    Some(status)
-}
-
-/// Posts `body` to `/v0.4/traces` on a kept-alive `stream`; the status, or `None` on a broken connection.
-fn post(stream: &mut TcpStream, body: &[u8]) -> Option<u16> {
-    let head = format!(
-        "POST /v0.4/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/msgpack\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
-    read_status(stream)
 }
 
 fn counter(status: &Value, path: &[&str]) -> u64 {
@@ -334,6 +233,9 @@ fn past_the_connection_limit_new_connections_are_closed_at_once() {
 #[test]
 fn a_trace_flood_is_pushed_back_memory_stays_bounded_and_the_datadog_sink_keeps_delivering() {
     let intake = Intake::start();
+    // An intake slower than the flood (as the real one answering 429 would
+    // be): the sink's buffer fills and the receiver must push back.
+    intake.set_delay(Duration::from_millis(300));
     let dir = tempfile::tempdir().unwrap();
     let (admin, apm) = (free_port(), free_port());
     let sinks = format!(
@@ -357,15 +259,13 @@ fn a_trace_flood_is_pushed_back_memory_stays_bounded_and_the_datadog_sink_keeps_
                 };
                 let mut stream = connect();
                 while !stop.load(Ordering::Relaxed) {
-                    match post(&mut stream, &payload) {
-                        Some(200) => ok.fetch_add(1, Ordering::Relaxed),
-                        Some(_) => refused.fetch_add(1, Ordering::Relaxed),
-                        None => {
-                            // A refusal may close the connection under a body still in flight.
-                            stream = connect();
-                            refused.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
+                    if post(&mut stream, &payload) == Some(200) {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        // A refused body is not read: the sidecar closes the connection.
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        stream = connect();
+                    }
                 }
             })
         })

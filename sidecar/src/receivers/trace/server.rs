@@ -20,6 +20,7 @@
 //! | 415 | a media type that is not msgpack or JSON | `unsupported_media_type` |
 //! | 429 | bodies in flight hold [`edge::IN_FLIGHT_BYTES`] | `in_flight_budget` |
 //! | 429 | the pipeline holds its byte budget ([`crate::pipeline::QUEUE_BYTES`]) | `pipeline_budget`, `queue_full` |
+//! | 429 | a sink that takes spans has its buffer [`SINK_BACKLOG`] full | `sink_backlog` |
 //!
 //! Each refusal is counted by reason and the first of each reason logged.
 //! The 429s are sent whether or not the client sent
@@ -27,6 +28,9 @@
 //! ddtrace 4.16 never sends it, and answering 200 and dropping would let a
 //! flood fill memory and hide the loss from the tracer, which counts a 429
 //! as an error (`http.errors`, `trace_api.errors`) and drops the payload.
+//! A sink's backlog counts too: spans taken while its buffer is nearly
+//! full would only evict older data (other kinds' as well), and the CPU
+//! spent decoding them is the sink's to deliver with.
 //! Connections, timeouts and the in-flight budget are [`edge`]'s.
 //!
 //! APM stats are flushed to the pipeline every second (closed buckets) and
@@ -47,7 +51,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -63,7 +67,7 @@ use crate::pipeline::{PipelineHandle, QUEUE_BYTES};
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
-use crate::telemetry::{Telemetry, TraceChunk, TracerTelemetry};
+use crate::telemetry::{Telemetry, TraceChunk};
 
 /// The largest payload accepted (ddtrace flushes at 8 MiB at most).
 pub const MAX_REQUEST_BYTES: usize = 10 << 20;
@@ -71,28 +75,10 @@ pub const MAX_REQUEST_BYTES: usize = 10 << 20;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How long in-flight requests get when a listener is closed (then their connections are cut).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How full (numerator, denominator) a sink's buffer may be before traces are refused.
+pub const SINK_BACKLOG: (u64, u64) = (7, 8);
 /// The answer to every accepted payload: sample everything the tracer keeps.
 const RATE_BY_SERVICE: &str = r#"{"rate_by_service":{"service:,env:":1}}"#;
-/// What the intake's path follows in a tracer telemetry request.
-const TELEMETRY_PROXY: &str = "/telemetry/proxy";
-/// Headers of a tracer telemetry request that are not passed on: hop-by-hop
-/// ones, those the client sets itself, and credentials (the sink sends its own key).
-const NOT_PROXIED: [&str; 13] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-    "host",
-    "content-length",
-    "dd-api-key",
-];
-
 /// Where the receiver listens; derived from the config with [`Endpoint::of`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {
@@ -391,7 +377,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v0.3/traces", put(traces_v04).post(traces_v04))
         .route("/v0.4/traces", put(traces_v04).post(traces_v04))
         .route("/v0.5/traces", put(traces_v05).post(traces_v05))
-        .route("/telemetry/proxy/{*path}", post(telemetry))
+        .route("/telemetry/proxy/{*path}", post(telemetry::proxy))
         // The handlers read the body themselves, to count and explain a 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
@@ -419,69 +405,6 @@ async fn info(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn telemetry(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    shared.stats.traces.telemetry_requests.inc();
-    if !shared.has_datadog_sink() {
-        shared.stats.traces.telemetry_dropped.inc("no_datadog_sink");
-        return StatusCode::ACCEPTED.into_response();
-    }
-    let read = read_body(
-        &shared.budget,
-        &headers,
-        body,
-        MAX_REQUEST_BYTES,
-        shared.limits.body,
-    )
-    .await;
-    let body = match read {
-        Ok(body) => body,
-        Err(err) => {
-            drop_telemetry(&shared, err.reason());
-            return (err.status(), err.to_string()).into_response();
-        }
-    };
-    let request = TracerTelemetry {
-        path: intake_path(&uri).to_owned(),
-        headers: proxied_headers(&headers),
-        // The pipeline charges it from here on.
-        body: body.bytes.clone(),
-    };
-    if !shared.pipe.forward_tracer_telemetry(request) {
-        drop_telemetry(&shared, "queue_full");
-    }
-    StatusCode::ACCEPTED.into_response()
-}
-
-/// Counts a tracer telemetry request that is not forwarded; logs the first of each reason.
-fn drop_telemetry(shared: &Shared, reason: &'static str) {
-    if shared.stats.traces.telemetry_dropped.inc(reason) {
-        tracing::warn!(
-            "tracer telemetry: dropped a request ({reason}); further ones are only counted \
-             (dynoscope-sidecar status)"
-        );
-    }
-}
-
-/// The intake's path and query of a `/telemetry/proxy/<path>` request.
-fn intake_path(uri: &Uri) -> &str {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    path.strip_prefix(TELEMETRY_PROXY).unwrap_or(path)
-}
-
-/// The tracer's headers a proxied request keeps.
-fn proxied_headers(headers: &HeaderMap) -> HeaderMap {
-    headers
-        .iter()
-        .filter(|(name, _)| !NOT_PROXIED.contains(&name.as_str()))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
-}
-
 async fn traces_v04(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     receive(&shared, Version::V04, &headers, body).await
 }
@@ -507,6 +430,14 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
     }
     // Decoded spans take about as much memory as their msgpack: a body the
     // pipeline has no room for is refused before it is read.
+    if sinks_backlogged() {
+        return refuse(
+            shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "sink_backlog",
+            "the sidecar's sinks are behind; retry later".to_owned(),
+        );
+    }
     if !shared.pipe.has_room(content_length(headers).unwrap_or(0)) {
         return refuse(
             shared,
@@ -607,6 +538,18 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
         .into_response()
 }
 
+/// Whether a sink that takes spans (all but Prometheus's) has its buffer
+/// [`SINK_BACKLOG`] full.
+fn sinks_backlogged() -> bool {
+    let (num, den) = SINK_BACKLOG;
+    crate::stats::sinks().live().iter().any(|sink| {
+        let capacity = sink.buffer_capacity.get();
+        !sink.name.starts_with("prometheus")
+            && capacity > 0
+            && sink.buffer_bytes.get() >= capacity / den * num
+    })
+}
+
 /// Whether a chunk is forwarded: no priority, or a positive one.
 fn is_kept(chunk: &TraceChunk) -> bool {
     chunk.priority.is_none_or(|p| p > 0)
@@ -631,6 +574,8 @@ fn media_type(headers: &HeaderMap) -> String {
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default()
 }
+
+mod telemetry;
 
 #[cfg(test)]
 #[path = "server/tests.rs"]

@@ -1,4 +1,6 @@
+use super::telemetry::{intake_path, proxied_headers};
 use super::*;
+use axum::http::Uri;
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
