@@ -38,7 +38,10 @@ use crate::telemetry::{Telemetry, TracerTelemetry};
 /// Items the queue holds before [`PipelineHandle::send`] drops.
 pub const QUEUE_CAPACITY: usize = 8192;
 /// Approximate bytes the queue holds before [`PipelineHandle::send`] drops:
-/// 16 MiB. Part of the sidecar's memory total (sidecar/MEMORY.md).
+/// 16 MiB. An item larger than that is taken only into an empty queue (a
+/// full 8 MiB ddtrace payload decodes to more), so the queue holds at most
+/// the larger of this and one item. Part of the sidecar's memory total
+/// (sidecar/MEMORY.md).
 pub const QUEUE_BYTES: usize = 16 << 20;
 /// Items taken from the queue at once.
 const BATCH: usize = 512;
@@ -130,15 +133,12 @@ impl PipelineHandle {
     /// for a receiver deciding to refuse a request before reading it.
     pub fn has_room(&self, bytes: usize) -> bool {
         let queued = self.stats.pipeline.queued_bytes.get();
-        queued.saturating_add(bytes as u64) <= QUEUE_BYTES as u64
+        queued.saturating_add(bytes as u64) <= limit(bytes)
     }
 
     fn enqueue(&self, bytes: usize, kind: &'static str, data: Data) -> bool {
         let pipeline = &self.stats.pipeline;
-        if !pipeline
-            .queued_bytes
-            .add_within(bytes as u64, QUEUE_BYTES as u64)
-        {
+        if !pipeline.queued_bytes.add_within(bytes as u64, limit(bytes)) {
             if pipeline.dropped_over_budget.inc(kind) {
                 tracing::warn!(
                     "the telemetry pipeline holds its {QUEUE_BYTES}-byte budget: dropping {kind}; \
@@ -169,6 +169,12 @@ impl PipelineHandle {
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
+}
+
+/// The fill an item of `bytes` may bring the queue to: [`QUEUE_BYTES`], or
+/// the item alone when it is larger.
+fn limit(bytes: usize) -> u64 {
+    QUEUE_BYTES.max(bytes) as u64
 }
 
 /// Builds the sinks of a config; the real one is [`sinks::build`], tests inject others.

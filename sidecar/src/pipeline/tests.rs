@@ -287,5 +287,9 @@ async fn delivered_items_give_their_bytes_back() {
     // Tagging grows items after they leave the queue; the gauge still returns to zero.
     assert_eq!(stats.pipeline.queued_bytes.get(), 0);
     assert!(handle.has_room(QUEUE_BYTES));
+    // An item larger than the budget goes into an empty queue, and alone.
+    assert!(handle.has_room(QUEUE_BYTES + (1 << 20)));
+    assert!(handle.send(big_event(QUEUE_BYTES + (1 << 20))));
+    assert!(!handle.send(point("beside it")));
     assert!(pipeline.shutdown(Duration::from_secs(5)).await);
 }

@@ -16,7 +16,7 @@
 //! | --- | --- | --- |
 //! | 400 | undecodable (the decode error in the body), or the body ended early | the decode error, `incomplete_body` |
 //! | 408 | the body took longer than [`edge::BODY_TIMEOUT`] | `body_timeout` |
-//! | 413 | over [`MAX_REQUEST_BYTES`], or decoded larger than the pipeline's whole budget | `too_large` |
+//! | 413 | over [`MAX_REQUEST_BYTES`] | `too_large` |
 //! | 415 | a media type that is not msgpack or JSON | `unsupported_media_type` |
 //! | 429 | bodies in flight hold [`edge::IN_FLIGHT_BYTES`] | `in_flight_budget` |
 //! | 429 | the pipeline holds its byte budget ([`crate::pipeline::QUEUE_BYTES`]) | `pipeline_budget`, `queue_full` |
@@ -63,7 +63,7 @@ use tokio::task::JoinHandle;
 use super::decode;
 use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
-use crate::pipeline::{PipelineHandle, QUEUE_BYTES};
+use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
@@ -509,26 +509,13 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
         chunks.retain(is_kept);
         stats.rejected_chunks.add((before - chunks.len()) as u64);
     }
-    if !chunks.is_empty() {
-        let item = Telemetry::Traces(chunks);
-        if item.approx_bytes() > QUEUE_BYTES {
-            return refuse(
-                shared,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "the payload's spans take more than the sidecar's {QUEUE_BYTES}-byte queue"
-                ),
-            );
-        }
-        if !shared.pipe.send(item) {
-            return refuse(
-                shared,
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                "the sidecar's queue is full; retry later".to_owned(),
-            );
-        }
+    if !chunks.is_empty() && !shared.pipe.send(Telemetry::Traces(chunks)) {
+        return refuse(
+            shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            "the sidecar's queue is full; retry later".to_owned(),
+        );
     }
     drop(body);
     (
