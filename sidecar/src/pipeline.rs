@@ -2,13 +2,17 @@
 //!
 //! Producers (receivers, the sampler, checks) hold a cloneable
 //! [`PipelineHandle`] whose [`send`](PipelineHandle::send) never blocks: when
-//! the queue is full the item is dropped and counted in
-//! [`crate::stats::PipelineStats`]. One task drains the queue in batches, adds
-//! the dyno's tags ([`PipelineConfig::tags`]) and hands each batch to every
-//! sink, each running in a task of its own ([`fanout`]). A tracer's own
-//! telemetry ([`TracerTelemetry`]) shares the queue and goes untouched to the
-//! sinks that forward it (the Datadog sink); when none takes it, it is
-//! dropped and counted. Aggregation and APM stats are not
+//! the queue holds [`QUEUE_BYTES`] (each item's size estimated by its
+//! `approx_bytes`) or [`QUEUE_CAPACITY`] items, the item is dropped and
+//! counted by kind in [`crate::stats::PipelineStats`]. A receiver that can
+//! refuse at its edge asks [`PipelineHandle::has_room`] first, so that past
+//! the budget the sender is told (429) rather than answered and dropped. One
+//! task drains the queue in batches, adds the dyno's tags
+//! ([`PipelineConfig::tags`]) and hands each batch to every sink, each running
+//! in a task of its own ([`fanout`]). A tracer's own telemetry
+//! ([`TracerTelemetry`]) shares the queue and goes untouched to the sinks that
+//! forward it (the Datadog sink); when none takes it, it is dropped and
+//! counted. Aggregation and APM stats are not
 //! here: they run in the receivers that call them
 //! (`receivers::dogstatsd::aggregate`, `receivers::trace::apm_stats`).
 //!
@@ -41,6 +45,12 @@ use fanout::Fanout;
 
 /// Items the queue holds before [`PipelineHandle::send`] drops.
 pub const QUEUE_CAPACITY: usize = 8192;
+/// Approximate bytes the queue holds before [`PipelineHandle::send`] drops:
+/// 16 MiB. An item larger than that is taken only into an empty queue (a
+/// full 8 MiB ddtrace payload decodes to more), so the queue holds at most
+/// the larger of this and one item. Part of the sidecar's memory total
+/// (sidecar/MEMORY.md).
+pub const QUEUE_BYTES: usize = 16 << 20;
 /// Items taken from the queue at once.
 const BATCH: usize = 512;
 
@@ -89,9 +99,17 @@ impl PipelineConfig {
     }
 }
 
-/// What the queue carries.
+/// What the queue carries, with the size it was charged against [`QUEUE_BYTES`].
 #[derive(Debug)]
-enum Item {
+struct Item {
+    /// Taken off the queue's byte gauge when the item leaves the queue: the
+    /// same number that was added, whatever tagging does to the item after.
+    bytes: usize,
+    data: Data,
+}
+
+#[derive(Debug)]
+enum Data {
     /// For every sink, tagged first.
     Telemetry(Telemetry),
     /// For the sinks that forward it, as it is.
@@ -108,27 +126,48 @@ pub struct PipelineHandle {
 impl PipelineHandle {
     /// Queues `item`; returns `false` (and counts a drop) when the queue is full or closed.
     pub fn send(&self, item: Telemetry) -> bool {
-        self.enqueue(Item::Telemetry(item))
+        let (bytes, kind) = (item.approx_bytes(), item.kind());
+        self.enqueue(bytes, kind, Data::Telemetry(item))
     }
 
     /// Queues a tracer's own telemetry for the sinks that forward it; returns
     /// `false` (and counts a drop) when the queue is full or closed.
     pub fn forward_tracer_telemetry(&self, request: TracerTelemetry) -> bool {
-        self.enqueue(Item::TracerTelemetry(request))
+        let bytes = request.approx_bytes();
+        self.enqueue(bytes, "tracer_telemetry", Data::TracerTelemetry(request))
     }
 
-    fn enqueue(&self, item: Item) -> bool {
-        match self.queue.try_send(item) {
+    /// Whether an item of about `bytes` would fit in the queue now: a hint
+    /// for a receiver deciding to refuse a request before reading it.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let queued = self.stats.pipeline.queued_bytes.get();
+        queued.saturating_add(bytes as u64) <= limit(bytes)
+    }
+
+    fn enqueue(&self, bytes: usize, kind: &'static str, data: Data) -> bool {
+        let pipeline = &self.stats.pipeline;
+        if !pipeline.queued_bytes.add_within(bytes as u64, limit(bytes)) {
+            if pipeline.dropped_over_budget.inc(kind) {
+                tracing::warn!(
+                    "the telemetry pipeline holds its {QUEUE_BYTES}-byte budget: dropping {kind}; \
+                     further drops are only counted (dynoscope-sidecar status)"
+                );
+            }
+            return false;
+        }
+        match self.queue.try_send(Item { bytes, data }) {
             Ok(()) => {
-                self.stats.pipeline.accepted.inc();
+                pipeline.accepted.inc();
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.stats.pipeline.dropped_full.inc();
+                pipeline.queued_bytes.sub(bytes as u64);
+                pipeline.dropped_full.inc();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.pipeline.dropped_closed.inc();
+                pipeline.queued_bytes.sub(bytes as u64);
+                pipeline.dropped_closed.inc();
                 false
             }
         }
@@ -138,6 +177,12 @@ impl PipelineHandle {
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
+}
+
+/// The fill an item of `bytes` may bring the queue to: [`QUEUE_BYTES`], or
+/// the item alone when it is larger.
+fn limit(bytes: usize) -> u64 {
+    QUEUE_BYTES.max(bytes) as u64
 }
 
 /// Builds one sink of a config, registering its stats; the real one is
@@ -273,6 +318,9 @@ impl Worker {
                         break;
                     }
                     deliver(&mut batch, &config, &sinks, &self.stats);
+                    // Under a flood the queue is never empty: let the
+                    // receivers and the admin endpoint have the worker too.
+                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -289,14 +337,16 @@ impl Worker {
 /// the sinks that forward it; empties `batch`.
 fn deliver(batch: &mut Vec<Item>, config: &PipelineConfig, sinks: &Fanout, stats: &Stats) {
     stats.pipeline.processed.add(batch.len() as u64);
+    let dequeued: usize = batch.iter().map(|item| item.bytes).sum();
+    stats.pipeline.queued_bytes.sub(dequeued as u64);
     let mut telemetry = Vec::with_capacity(batch.len());
     for item in batch.drain(..) {
-        match item {
-            Item::Telemetry(mut item) => {
+        match item.data {
+            Data::Telemetry(mut item) => {
                 tag(&mut item, &config.tags);
                 telemetry.push(item);
             }
-            Item::TracerTelemetry(request) => {
+            Data::TracerTelemetry(request) => {
                 // What came before it goes first, in every sink's queue.
                 sinks.write(std::mem::take(&mut telemetry));
                 if sinks.forward(request) {

@@ -136,11 +136,13 @@ pub enum BuildError {
         /// What rustls said.
         reason: String,
     },
-    /// Built outside a tokio runtime (a bug of the caller, not of the config).
-    #[error("sink {sink}: needs the async runtime")]
-    NoRuntime {
+    /// The thread that runs every network sink's delivery could not start.
+    #[error("sink {sink}: {reason}")]
+    Runtime {
         /// Which sink.
         sink: String,
+        /// What failed.
+        reason: String,
     },
     /// The jsonl file could not be opened.
     #[error(transparent)]

@@ -52,6 +52,25 @@ impl Gauge {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Adds `n` unless the value would pass `limit`; returns whether it did.
+    /// One atomic step, so concurrent producers cannot overshoot together.
+    pub fn add_within(&self, n: u64, limit: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                v.checked_add(n).filter(|&sum| sum <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Takes `n` away (never below zero).
+    pub fn sub(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
 }
 
 impl Serialize for Gauge {
@@ -91,6 +110,12 @@ pub struct PipelineStats {
     pub accepted: Counter,
     /// Items refused because the pipeline's queue was full.
     pub dropped_full: Counter,
+    /// Items refused because the queue held its byte budget
+    /// (`pipeline::QUEUE_BYTES`), by kind (`points`, `traces`, `event`,
+    /// `service_check`, `tracer_telemetry`).
+    pub dropped_over_budget: KindCounts,
+    /// Approximate bytes of the items queued now.
+    pub queued_bytes: Gauge,
     /// Items refused because the pipeline was shutting down.
     pub dropped_closed: Counter,
     /// Items handed to the sinks (each item counted once, whatever the number of sinks).
@@ -250,15 +275,20 @@ pub struct TraceStats {
     /// Chunks with sampling priority ≤ 0: counted in APM stats, not forwarded.
     pub rejected_chunks: Counter,
     /// Payloads refused, by reason (`too_large`, `unsupported_media_type`,
-    /// `queue_full`, or the decode error: `truncated`, `not_traces`…).
+    /// `queue_full`, `in_flight_budget`, `pipeline_budget`, `sink_backlog`, `body_timeout`,
+    /// or the decode error: `truncated`, `not_traces`…).
     pub refused: KindCounts,
+    /// Connections closed at once because [`MAX_CONNECTIONS`] were open.
+    ///
+    /// [`MAX_CONNECTIONS`]: crate::receivers::trace::server::MAX_CONNECTIONS
+    pub connections_refused: Counter,
     /// Tracer telemetry requests answered (`/telemetry/proxy/…`).
     pub telemetry_requests: Counter,
     /// Tracer telemetry requests handed to a Datadog sink (counted by the
     /// pipeline; the sink's `sent.telemetry` counts what its intake accepted).
     pub telemetry_forwarded: Counter,
     /// Tracer telemetry requests not forwarded, by reason (`no_datadog_sink`,
-    /// `queue_full`, `too_large`, `incomplete_body`).
+    /// `queue_full`, `too_large`, `incomplete_body`, `in_flight_budget`, `body_timeout`).
     pub telemetry_dropped: KindCounts,
     /// Spans counted in APM stats.
     pub stats_spans: Gauge,

@@ -91,6 +91,62 @@ pub enum Telemetry {
     ServiceCheck(ServiceCheck),
 }
 
+/// The bytes a string list holds.
+fn strings_bytes(strings: &[String]) -> usize {
+    strings.iter().map(|s| size_of::<String>() + s.len()).sum()
+}
+
+/// The bytes an optional string holds beyond its inline part.
+fn option_bytes(s: Option<&String>) -> usize {
+    s.map_or(0, String::len)
+}
+
+impl Telemetry {
+    /// Approximately the bytes the item holds, inline and on the heap: what
+    /// it costs in a queue. Errs high rather than low (see [`Span::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        let inner = match self {
+            Telemetry::Points(points) => points
+                .iter()
+                .map(|p| size_of::<Point>() + p.name.len() + strings_bytes(&p.tags))
+                .sum(),
+            Telemetry::Traces(chunks) => chunks.iter().map(TraceChunk::approx_bytes).sum(),
+            Telemetry::Event(e) => {
+                e.title.len()
+                    + e.text.len()
+                    + [
+                        &e.hostname,
+                        &e.aggregation_key,
+                        &e.priority,
+                        &e.source_type,
+                        &e.alert_type,
+                    ]
+                    .into_iter()
+                    .map(|s| option_bytes(s.as_ref()))
+                    .sum::<usize>()
+                    + strings_bytes(&e.tags)
+            }
+            Telemetry::ServiceCheck(c) => {
+                c.name.len()
+                    + option_bytes(c.hostname.as_ref())
+                    + option_bytes(c.message.as_ref())
+                    + strings_bytes(&c.tags)
+            }
+        };
+        size_of::<Telemetry>() + inner
+    }
+
+    /// The item's kind, as counters name it: `points`, `traces`, `event`, `service_check`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Telemetry::Points(_) => "points",
+            Telemetry::Traces(_) => "traces",
+            Telemetry::Event(_) => "event",
+            Telemetry::ServiceCheck(_) => "service_check",
+        }
+    }
+}
+
 /// A tracer's own telemetry (`POST /telemetry/proxy/<path>`): not data of
 /// the app but the tracer's report on itself, which a Datadog sink passes on
 /// to the instrumentation telemetry intake as it came. It travels the
@@ -105,3 +161,22 @@ pub struct TracerTelemetry {
     /// The body as sent.
     pub body: bytes::Bytes,
 }
+
+/// What a header costs beyond its name and value (the map's entry and index).
+const HEADER_OVERHEAD: usize = 64;
+
+impl TracerTelemetry {
+    /// Approximately the bytes the request holds: body, path and headers.
+    pub fn approx_bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + HEADER_OVERHEAD)
+            .sum();
+        size_of::<TracerTelemetry>() + self.path.len() + self.body.len() + headers
+    }
+}
+
+#[cfg(test)]
+#[path = "telemetry/tests.rs"]
+mod tests;

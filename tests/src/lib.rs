@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: where the built binaries are, and
 //! waiting for something to become true; [`servers`] starts real PostgreSQL,
 //! Redis and Memcached servers; [`intake`] records what network sinks send
-//! and runs a real Prometheus.
+//! and runs a real Prometheus; [`load`] builds trace payloads and reads a
+//! process's memory and CPU for the bounds tests and the flood benchmark.
 //!
 //! The binaries are built by the test command (`scripts/test.sh` runs
 //! `cargo build --bins` first); a missing binary fails the test with the
@@ -9,6 +10,7 @@
 
 pub mod harness;
 pub mod intake;
+pub mod load;
 pub mod servers;
 
 use std::path::PathBuf;

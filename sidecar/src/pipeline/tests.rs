@@ -390,3 +390,59 @@ fn from_dyno_resolves_a_version_reference() {
     assert_eq!(config.hostname, "shop.web.1");
     assert_eq!(config.sinks.len(), 1);
 }
+
+/// An event of about `bytes`.
+fn big_event(bytes: usize) -> Telemetry {
+    Telemetry::Event(crate::telemetry::Event {
+        title: "big".into(),
+        text: "x".repeat(bytes),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn past_its_byte_budget_the_queue_drops_and_counts_by_kind() {
+    let stats = Arc::new(Stats::default());
+    // A current-thread runtime: nothing is dequeued while we send.
+    let (_seen, _built, factory) = recorder();
+    let pipeline = spawn_with(config(&[]), stats.clone(), factory);
+    let handle = pipeline.handle();
+    let mib = 1 << 20;
+    assert!(handle.has_room(QUEUE_BYTES - mib));
+    let mut accepted = 0;
+    for _ in 0..20 {
+        accepted += usize::from(handle.send(big_event(mib)));
+    }
+    // Each item is a little over 1 MiB: 15 fit in 16 MiB, the rest are dropped.
+    assert_eq!(accepted, 15);
+    assert_eq!(stats.pipeline.dropped_over_budget.get("event"), 5);
+    assert!(!handle.has_room(mib));
+    assert!(handle.has_room(100));
+    assert!(handle.send(point("small")));
+    assert!(!handle.send(big_event(QUEUE_BYTES)));
+    assert_eq!(stats.pipeline.dropped_over_budget.get("event"), 6);
+    assert!(stats.pipeline.queued_bytes.get() <= QUEUE_BYTES as u64);
+    assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn delivered_items_give_their_bytes_back() {
+    let stats = Arc::new(Stats::default());
+    let (seen, _built, factory) = recorder();
+    let pipeline = spawn_with(config(&["dyno:web.1"]), stats.clone(), factory);
+    let handle = pipeline.handle();
+    for _ in 0..10 {
+        assert!(handle.send(big_event(1 << 20)));
+    }
+    handle.send(point("last"));
+    assert!(stats.pipeline.queued_bytes.get() > 10 << 20);
+    wait_for(&seen, 1).await;
+    // Tagging grows items after they leave the queue; the gauge still returns to zero.
+    assert_eq!(stats.pipeline.queued_bytes.get(), 0);
+    assert!(handle.has_room(QUEUE_BYTES));
+    // An item larger than the budget goes into an empty queue, and alone.
+    assert!(handle.has_room(QUEUE_BYTES + (1 << 20)));
+    assert!(handle.send(big_event(QUEUE_BYTES + (1 << 20))));
+    assert!(!handle.send(point("beside it")));
+    assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+}

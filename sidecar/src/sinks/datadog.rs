@@ -22,8 +22,6 @@
 //! no sketches to `/api/beta/sketches`; a distribution's percentiles are
 //! therefore per dyno and cannot be re-aggregated across dynos in Datadog.
 
-use std::collections::HashMap;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::Uri;
 use prost::Message;
@@ -33,9 +31,11 @@ use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, It
 use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::datadog as pb;
 use crate::stats::SinkRegistry;
-use crate::telemetry::{
-    Event, MetricType, Point, ServiceCheck, Telemetry, TraceChunk, TracerTelemetry,
-};
+use crate::telemetry::{Event, MetricType, Point, ServiceCheck, Telemetry, TracerTelemetry};
+
+mod traces;
+
+use traces::trace_entry;
 
 /// The default site.
 pub const DEFAULT_SITE: &str = "datadoghq.com";
@@ -378,64 +378,6 @@ fn check_json(check: &ServiceCheck, hostname: &str) -> serde_json::Value {
         "message": check.message.as_deref().unwrap_or(""),
         "tags": check.tags,
     })
-}
-
-/// A chunk as field 5 (`tracerPayloads`) of `AgentPayload`, ready to be appended to the payload's header.
-fn trace_entry(chunk: &TraceChunk, hostname: &str) -> Entry {
-    let root = chunk
-        .spans
-        .iter()
-        .find(|s| s.parent_id == 0)
-        .or(chunk.spans.first());
-    let meta = |key: &str| {
-        root.and_then(|s| s.meta.get(key))
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    };
-    let payload = pb::TracerPayload {
-        language_name: meta("language"),
-        env: meta("env"),
-        app_version: meta("version"),
-        hostname: hostname.to_owned(),
-        chunks: vec![pb::TraceChunk {
-            priority: chunk.priority.unwrap_or(1),
-            origin: meta("_dd.origin"),
-            spans: chunk.spans.iter().map(span).collect(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let mut bytes = Vec::with_capacity(payload.encoded_len() + 8);
-    prost::encoding::message::encode(5, &payload, &mut bytes);
-    Entry {
-        bytes,
-        items: chunk.spans.len() as u64,
-    }
-}
-
-fn span(span: &crate::telemetry::Span) -> pb::Span {
-    pb::Span {
-        service: span.service.to_string(),
-        name: span.name.to_string(),
-        resource: span.resource.to_string(),
-        trace_id: span.trace_id,
-        span_id: span.span_id,
-        parent_id: span.parent_id,
-        start: span.start,
-        duration: span.duration,
-        error: span.error,
-        meta: span
-            .meta
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-        metrics: span
-            .metrics
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect(),
-        r#type: span.span_type.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -260,8 +260,10 @@ fn exporter(listen: &str) -> Result<Arc<Exporter>, BuildError> {
     if let Some(found) = live.get(listen).and_then(Weak::upgrade) {
         return Ok(found);
     }
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| BuildError::NoRuntime { sink: sink() })?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|err| BuildError::Runtime {
+        sink: sink(),
+        reason: format!("needs the async runtime ({err})"),
+    })?;
     let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| BuildError::Listen {

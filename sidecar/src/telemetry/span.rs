@@ -50,3 +50,38 @@ pub struct TraceChunk {
     /// The spans.
     pub spans: Vec<Span>,
 }
+
+/// What a map entry costs beyond its key and value: the B-tree node's share
+/// (nodes hold up to 11 entries and are rarely full) and the allocator's rounding.
+const MAP_ENTRY_OVERHEAD: usize = 16;
+
+impl Span {
+    /// Approximately the bytes the span holds, inline and on the heap. Every
+    /// string is counted for each span that refers to it, so interned
+    /// strings are over-counted: the estimate errs high, never low.
+    pub fn approx_bytes(&self) -> usize {
+        let strings =
+            self.service.len() + self.name.len() + self.resource.len() + self.span_type.len();
+        let meta: usize = self
+            .meta
+            .iter()
+            .map(|(k, v)| 2 * size_of::<Str>() + k.len() + v.len() + MAP_ENTRY_OVERHEAD)
+            .sum();
+        let metrics: usize = self
+            .metrics
+            .keys()
+            .map(|k| size_of::<Str>() + size_of::<f64>() + k.len() + MAP_ENTRY_OVERHEAD)
+            .sum();
+        size_of::<Span>() + strings + meta + metrics
+    }
+}
+
+impl TraceChunk {
+    /// Approximately the bytes the chunk holds (see [`Span::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        let unused = self.spans.capacity() - self.spans.len();
+        size_of::<TraceChunk>()
+            + unused * size_of::<Span>()
+            + self.spans.iter().map(Span::approx_bytes).sum::<usize>()
+    }
+}

@@ -10,12 +10,28 @@
 //!
 //! Every decoded chunk is counted in APM stats first; chunks whose sampling
 //! priority is ≤ 0 are then dropped unless `apm.keepRejected`, and the rest
-//! go to the pipeline. Errors: 400 undecodable (the decode error in the
-//! body), 413 over [`MAX_REQUEST_BYTES`], 415 a media type that is not
-//! msgpack or JSON, 429 when the pipeline's queue is full and the client
-//! asked for real statuses (`Datadog-Send-Real-Http-Status`); otherwise the
-//! tracer gets 200 and the drop is counted, as the trace-agent does. Each
-//! refusal is counted by reason and the first of each reason logged.
+//! go to the pipeline.
+//!
+//! | answer | when | counted as |
+//! | --- | --- | --- |
+//! | 400 | undecodable (the decode error in the body), or the body ended early | the decode error, `incomplete_body` |
+//! | 408 | the body took longer than [`edge::BODY_TIMEOUT`] | `body_timeout` |
+//! | 413 | over [`MAX_REQUEST_BYTES`] | `too_large` |
+//! | 415 | a media type that is not msgpack or JSON | `unsupported_media_type` |
+//! | 429 | bodies in flight hold [`edge::IN_FLIGHT_BYTES`] | `in_flight_budget` |
+//! | 429 | the pipeline holds its byte budget ([`crate::pipeline::QUEUE_BYTES`]) | `pipeline_budget`, `queue_full` |
+//! | 429 | a sink that takes spans has its buffer [`SINK_BACKLOG`] full | `sink_backlog` |
+//!
+//! Each refusal is counted by reason and the first of each reason logged.
+//! The 429s are sent whether or not the client sent
+//! `Datadog-Send-Real-Http-Status` (the trace-agent's switch for them):
+//! ddtrace 4.16 never sends it, and answering 200 and dropping would let a
+//! flood fill memory and hide the loss from the tracer, which counts a 429
+//! as an error (`http.errors`, `trace_api.errors`) and drops the payload.
+//! A sink's backlog counts too: spans taken while its buffer is nearly
+//! full would only evict older data (other kinds' as well), and the CPU
+//! spent decoding them is the sink's to deliver with.
+//! Connections, timeouts and the in-flight budget are [`edge`]'s.
 //!
 //! APM stats are flushed to the pipeline every second (closed buckets) and
 //! all at once at shutdown.
@@ -33,53 +49,36 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use dynoscope_crds::observability::SinkSpec;
 use dynoscope_crds::DynoConfig;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::decode;
+use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
 use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
-use crate::telemetry::{Telemetry, TraceChunk, TracerTelemetry};
+use crate::telemetry::{Telemetry, TraceChunk};
 
 /// The largest payload accepted (ddtrace flushes at 8 MiB at most).
 pub const MAX_REQUEST_BYTES: usize = 10 << 20;
 /// How often closed APM stats buckets are flushed.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// How long in-flight requests get when a listener is closed.
+/// How long in-flight requests get when a listener is closed (then their connections are cut).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How full (numerator, denominator) a sink's buffer may be before traces are refused.
+pub const SINK_BACKLOG: (u64, u64) = (7, 8);
 /// The answer to every accepted payload: sample everything the tracer keeps.
 const RATE_BY_SERVICE: &str = r#"{"rate_by_service":{"service:,env:":1}}"#;
-/// What the intake's path follows in a tracer telemetry request.
-const TELEMETRY_PROXY: &str = "/telemetry/proxy";
-/// Headers of a tracer telemetry request that are not passed on: hop-by-hop
-/// ones, those the client sets itself, and credentials (the sink sends its own key).
-const NOT_PROXIED: [&str; 13] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-    "host",
-    "content-length",
-    "dd-api-key",
-];
-
 /// Where the receiver listens; derived from the config with [`Endpoint::of`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {
@@ -109,6 +108,10 @@ struct Shared {
     stats: Arc<Stats>,
     apm: Mutex<ApmStats>,
     config: watch::Receiver<Option<Arc<DynoConfig>>>,
+    /// Request bodies held now, across every connection of both listeners.
+    budget: BodyBudget,
+    /// Timeouts of every connection.
+    limits: Limits,
 }
 
 impl Shared {
@@ -150,13 +153,13 @@ impl Shared {
 /// A listener being served; dropping the sender closes it.
 #[derive(Debug)]
 struct Serving {
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Serving {
     async fn close(self) {
-        let _ = self.stop.send(());
+        self.stop.send_replace(true);
         let mut task = self.task;
         if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
             .await
@@ -194,6 +197,8 @@ impl Receiver {
             stats,
             apm: Mutex::new(ApmStats::new(apm_config(current.as_deref()))),
             config,
+            budget: BodyBudget::new(edge::IN_FLIGHT_BYTES),
+            limits: Limits::from_env(|name| std::env::var(name).ok()),
         });
         let mut receiver = Receiver {
             endpoint: Endpoint::default(),
@@ -256,6 +261,7 @@ impl Receiver {
                 "tcp": self.tcp_addr.map(|a| a.to_string()),
                 "socket": self.uds.as_ref().and(self.endpoint.socket.as_ref()),
                 "max_request_bytes": MAX_REQUEST_BYTES,
+                "in_flight_bytes_free": self.shared.budget.available(),
             }),
         );
     }
@@ -352,20 +358,16 @@ fn bind_uds(path: &Path) -> io::Result<tokio::net::UnixListener> {
 fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(shared);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(err) = served {
-            tracing::error!("the trace receiver stopped: {err}");
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let (limits, stats) = (shared.limits, shared.stats.clone());
+    let task = tokio::spawn(edge::serve(
+        listener,
+        router(shared),
+        stopped,
+        limits,
+        stats,
+    ));
     Serving { stop, task }
 }
 
@@ -375,7 +377,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v0.3/traces", put(traces_v04).post(traces_v04))
         .route("/v0.4/traces", put(traces_v04).post(traces_v04))
         .route("/v0.5/traces", put(traces_v05).post(traces_v05))
-        .route("/telemetry/proxy/{*path}", post(telemetry))
+        .route("/telemetry/proxy/{*path}", post(telemetry::proxy))
         // The handlers read the body themselves, to count and explain a 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
@@ -403,72 +405,6 @@ async fn info(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn telemetry(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    shared.stats.traces.telemetry_requests.inc();
-    if !shared.has_datadog_sink() {
-        shared.stats.traces.telemetry_dropped.inc("no_datadog_sink");
-        return StatusCode::ACCEPTED.into_response();
-    }
-    let too_large = || {
-        drop_telemetry(&shared, "too_large");
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("payload over {MAX_REQUEST_BYTES} bytes"),
-        )
-            .into_response()
-    };
-    if content_length(&headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
-        return too_large();
-    }
-    let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(body) => body,
-        Err(err) if is_length_limit(&err) => return too_large(),
-        Err(_) => {
-            drop_telemetry(&shared, "incomplete_body");
-            return (StatusCode::BAD_REQUEST, "the request body ended early").into_response();
-        }
-    };
-    let request = TracerTelemetry {
-        path: intake_path(&uri).to_owned(),
-        headers: proxied_headers(&headers),
-        body,
-    };
-    if !shared.pipe.forward_tracer_telemetry(request) {
-        drop_telemetry(&shared, "queue_full");
-    }
-    StatusCode::ACCEPTED.into_response()
-}
-
-/// Counts a tracer telemetry request that is not forwarded; logs the first of each reason.
-fn drop_telemetry(shared: &Shared, reason: &'static str) {
-    if shared.stats.traces.telemetry_dropped.inc(reason) {
-        tracing::warn!(
-            "tracer telemetry: dropped a request ({reason}); further ones are only counted \
-             (dynoscope-sidecar status)"
-        );
-    }
-}
-
-/// The intake's path and query of a `/telemetry/proxy/<path>` request.
-fn intake_path(uri: &Uri) -> &str {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    path.strip_prefix(TELEMETRY_PROXY).unwrap_or(path)
-}
-
-/// The tracer's headers a proxied request keeps.
-fn proxied_headers(headers: &HeaderMap) -> HeaderMap {
-    headers
-        .iter()
-        .filter(|(name, _)| !NOT_PROXIED.contains(&name.as_str()))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
-}
-
 async fn traces_v04(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     receive(&shared, Version::V04, &headers, body).await
 }
@@ -488,16 +424,27 @@ enum Version {
 async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: Body) -> Response {
     let stats = &shared.stats.traces;
     stats.requests.inc();
-    let too_large = || {
-        refuse(
-            shared,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("payload over {MAX_REQUEST_BYTES} bytes"),
-        )
-    };
     if content_length(headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
-        return too_large();
+        let err = BodyError::TooLarge(MAX_REQUEST_BYTES);
+        return refuse(shared, err.status(), err.reason(), err.to_string());
+    }
+    // Decoded spans take about as much memory as their msgpack: a body the
+    // pipeline has no room for is refused before it is read.
+    if sinks_backlogged(&shared.stats) {
+        return refuse(
+            shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "sink_backlog",
+            "the sidecar's sinks are behind; retry later".to_owned(),
+        );
+    }
+    if !shared.pipe.has_room(content_length(headers).unwrap_or(0)) {
+        return refuse(
+            shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "pipeline_budget",
+            "the sidecar's queue is full; retry later".to_owned(),
+        );
     }
     let json = match (media_type(headers).as_str(), version) {
         ("application/msgpack" | "application/x-msgpack", _) => false,
@@ -511,23 +458,24 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
             )
         }
     };
-    let body: Bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+    let read = read_body(
+        &shared.budget,
+        headers,
+        body,
+        MAX_REQUEST_BYTES,
+        shared.limits.body,
+    )
+    .await;
+    // Held until the chunks are queued: until then the body is in memory.
+    let body = match read {
         Ok(body) => body,
-        Err(err) if is_length_limit(&err) => return too_large(),
-        Err(_) => {
-            return refuse(
-                shared,
-                StatusCode::BAD_REQUEST,
-                "incomplete_body",
-                "the request body ended early".to_owned(),
-            )
-        }
+        Err(err) => return refuse(shared, err.status(), err.reason(), err.to_string()),
     };
-    stats.bytes.add(body.len() as u64);
+    stats.bytes.add(body.bytes.len() as u64);
     let decoded = match (version, json) {
-        (Version::V05, _) => decode::decode_v05(&body),
-        (Version::V04, true) => decode::decode_json(&body),
-        (Version::V04, false) => decode::decode_v04(&body),
+        (Version::V05, _) => decode::decode_v05(&body.bytes),
+        (Version::V04, true) => decode::decode_json(&body.bytes),
+        (Version::V04, false) => decode::decode_v04(&body.bytes),
     };
     let mut chunks = match decoded {
         Ok(chunks) => chunks,
@@ -562,16 +510,31 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
         stats.rejected_chunks.add((before - chunks.len()) as u64);
     }
     if !chunks.is_empty() && !shared.pipe.send(Telemetry::Traces(chunks)) {
-        stats.refused.inc("queue_full");
-        if header_is_true(headers, "datadog-send-real-http-status") {
-            return (StatusCode::TOO_MANY_REQUESTS, "the sidecar's queue is full").into_response();
-        }
+        return refuse(
+            shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            "the sidecar's queue is full; retry later".to_owned(),
+        );
     }
+    drop(body);
     (
         [(header::CONTENT_TYPE, "application/json")],
         RATE_BY_SERVICE,
     )
         .into_response()
+}
+
+/// Whether a sink that takes spans (all but Prometheus's) has its buffer
+/// [`SINK_BACKLOG`] full.
+fn sinks_backlogged(stats: &Stats) -> bool {
+    let (num, den) = SINK_BACKLOG;
+    stats.sinks.live().iter().any(|sink| {
+        let capacity = sink.buffer_capacity.get();
+        !sink.name.starts_with("prometheus")
+            && capacity > 0
+            && sink.buffer_bytes.get() >= capacity / den * num
+    })
 }
 
 /// Whether a chunk is forwarded: no priority, or a positive one.
@@ -589,16 +552,6 @@ fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, message: St
     (status, message).into_response()
 }
 
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// The media type without parameters, lower case; empty when absent.
 fn media_type(headers: &HeaderMap) -> String {
     headers
@@ -609,112 +562,8 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// A boolean header as the trace-agent reads one: absent, empty, `0`, `f`
-/// or `false` (any case) are false.
-fn header_is_true(headers: &HeaderMap, name: &str) -> bool {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .is_some_and(|v| {
-            !(v.is_empty()
-                || v == "0"
-                || v.eq_ignore_ascii_case("f")
-                || v.eq_ignore_ascii_case("false"))
-        })
-}
-
-fn is_length_limit(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
+mod telemetry;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap_or_else(|_| unreachable!()));
-        }
-        map
-    }
-
-    #[test]
-    fn boolean_headers_read_as_the_trace_agent_reads_them() {
-        let name = "datadog-send-real-http-status";
-        for falsy in ["", "0", "f", "F", "false", "FALSE"] {
-            assert!(
-                !header_is_true(&headers(&[(name, falsy)]), name),
-                "{falsy:?}"
-            );
-        }
-        for truthy in ["1", "true", "yes", "t"] {
-            assert!(
-                header_is_true(&headers(&[(name, truthy)]), name),
-                "{truthy:?}"
-            );
-        }
-        assert!(!header_is_true(&HeaderMap::new(), name));
-    }
-
-    #[test]
-    fn media_types_drop_parameters_and_case() {
-        let h = headers(&[("content-type", "Application/MsgPack; charset=binary")]);
-        assert_eq!(media_type(&h), "application/msgpack");
-        assert_eq!(media_type(&HeaderMap::new()), "");
-    }
-
-    #[test]
-    fn tracer_telemetry_keeps_its_path_and_headers_but_not_hop_by_hop_ones_or_a_key() {
-        let uri: Uri = "/telemetry/proxy/api/v2/apmtelemetry?x=1"
-            .parse()
-            .unwrap_or_else(|_| unreachable!());
-        assert_eq!(intake_path(&uri), "/api/v2/apmtelemetry?x=1");
-        let sent = headers(&[
-            ("content-type", "application/json"),
-            ("dd-telemetry-request-type", "app-started"),
-            ("dd-telemetry-api-version", "v2"),
-            ("dd-client-library-language", "python"),
-            ("dd-session-id", "80f9"),
-            ("host", "127.0.0.1:8126"),
-            ("content-length", "16287"),
-            ("connection", "keep-alive"),
-            ("dd-api-key", "from-the-tracer"),
-        ]);
-        let kept = proxied_headers(&sent);
-        let mut names: Vec<&str> = kept.keys().map(|n| n.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(
-            names,
-            [
-                "content-type",
-                "dd-client-library-language",
-                "dd-session-id",
-                "dd-telemetry-api-version",
-                "dd-telemetry-request-type",
-            ]
-        );
-        assert_eq!(kept["dd-telemetry-request-type"], "app-started");
-    }
-
-    #[test]
-    fn chunks_with_priority_zero_or_less_are_not_kept() {
-        let chunk = |priority| TraceChunk {
-            priority,
-            spans: Vec::new(),
-        };
-        assert!(is_kept(&chunk(None)));
-        assert!(is_kept(&chunk(Some(1))));
-        assert!(is_kept(&chunk(Some(2))));
-        assert!(!is_kept(&chunk(Some(0))));
-        assert!(!is_kept(&chunk(Some(-1))));
-    }
-}
+#[path = "server/tests.rs"]
+mod tests;

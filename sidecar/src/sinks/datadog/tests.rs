@@ -1,8 +1,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::telemetry::Span;
+use crate::telemetry::TraceChunk;
 
 fn point(metric_type: MetricType, interval: u32) -> Point {
     Point {
@@ -77,4 +80,111 @@ fn trace_entries_appended_to_the_header_decode_as_one_agent_payload() {
     assert_eq!(payload.chunks[0].priority, 2);
     assert_eq!(payload.chunks[0].spans[1].parent_id, 1);
     assert_eq!(payload.chunks[0].spans[0].r#type, "web");
+}
+
+/// The encoder as it was, through prost's owned messages: what the direct one must equal.
+fn reference_entry(chunk: &TraceChunk, hostname: &str) -> Entry {
+    let root = chunk
+        .spans
+        .iter()
+        .find(|s| s.parent_id == 0)
+        .or(chunk.spans.first());
+    let meta = |key: &str| {
+        root.and_then(|s| s.meta.get(key))
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    let payload = pb::TracerPayload {
+        language_name: meta("language"),
+        env: meta("env"),
+        app_version: meta("version"),
+        hostname: hostname.to_owned(),
+        chunks: vec![pb::TraceChunk {
+            priority: chunk.priority.unwrap_or(1),
+            origin: meta("_dd.origin"),
+            spans: chunk.spans.iter().map(span).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut bytes = Vec::with_capacity(payload.encoded_len() + 8);
+    prost::encoding::message::encode(5, &payload, &mut bytes);
+    Entry {
+        bytes,
+        items: chunk.spans.len() as u64,
+    }
+}
+
+fn span(span: &crate::telemetry::Span) -> pb::Span {
+    pb::Span {
+        service: span.service.to_string(),
+        name: span.name.to_string(),
+        resource: span.resource.to_string(),
+        trace_id: span.trace_id,
+        span_id: span.span_id,
+        parent_id: span.parent_id,
+        start: span.start,
+        duration: span.duration,
+        error: span.error,
+        meta: span
+            .meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+        metrics: span
+            .metrics
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        r#type: span.span_type.to_string(),
+    }
+}
+
+#[test]
+fn direct_trace_encoding_decodes_as_prosts_own() {
+    let span = |id: u64, parent: u64, meta: usize| Span {
+        service: Arc::from("shop"),
+        name: Arc::from("flask.request"),
+        resource: Arc::from(""),
+        trace_id: u64::MAX,
+        span_id: id,
+        parent_id: parent,
+        start: 1_700_000_000_000_000_000,
+        duration: -5,
+        error: -1,
+        meta: (0..meta)
+            .map(|i| {
+                (
+                    Arc::from(format!("k{i}")),
+                    Arc::from(if i == 1 { "" } else { "v" }),
+                )
+            })
+            .chain([(Arc::from("language"), Arc::from("python"))])
+            .collect(),
+        metrics: BTreeMap::from([
+            (Arc::from("_sampling_priority_v1"), 2.0),
+            (Arc::from("zero"), 0.0),
+            (Arc::from(""), -1.5),
+        ]),
+        span_type: Arc::from("web"),
+    };
+    for chunk in [
+        TraceChunk {
+            priority: Some(-1),
+            spans: vec![span(1, 0, 3), span(2, 1, 0), span(3, 1, 200)],
+        },
+        TraceChunk::default(),
+        TraceChunk {
+            priority: None,
+            spans: vec![span(9, 4, 1)],
+        },
+    ] {
+        let direct = trace_entry(&chunk, "shop.web.1");
+        let reference = reference_entry(&chunk, "shop.web.1");
+        assert_eq!(direct.items, reference.items);
+        assert_eq!(direct.bytes.len(), reference.bytes.len());
+        let decode = |bytes: &[u8]| pb::AgentPayload::decode(bytes).unwrap_or_default();
+        assert_eq!(decode(&direct.bytes), decode(&reference.bytes));
+        assert_eq!(decode(&direct.bytes).tracer_payloads.len(), 1);
+    }
 }
