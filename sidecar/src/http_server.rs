@@ -1,7 +1,10 @@
-//! Serving an axum [`Router`] over HTTP/1.1 on an already-bound listener, with
-//! the bounds every HTTP server of the sidecar needs: a connection that is slow
-//! to send its request, or idles between requests, is closed; and only so many
-//! connections are served at once.
+//! Serving an axum [`Router`] over HTTP/1.1 on an already-bound listener (TCP
+//! or unix), with the bounds every HTTP server of the sidecar needs — the
+//! trace receiver's and the admin endpoint's: a connection that is slow to
+//! send its request, or idles between requests, is closed; a connection's read
+//! buffer is bounded; and only so many connections are served at once, past
+//! which a new one waits in the kernel's backlog or is closed at once
+//! ([`WhenFull`]).
 //!
 //! `axum::serve` has no read timeout, so a client that connects and says
 //! nothing would hold its socket and task for ever; hence this.
@@ -14,7 +17,6 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -29,9 +31,12 @@ pub struct Limits {
     /// after each answer, so it is also how long a kept-alive connection may
     /// idle. Default: 10 s.
     pub idle_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog
-    /// until one closes. Default: 64.
+    /// Connections served at once. Default: 64.
     pub max_connections: usize,
+    /// What a connection past `max_connections` gets. Default: [`WhenFull::Wait`].
+    pub when_full: WhenFull,
+    /// The most a connection's read buffer grows to. Default: 64 KiB.
+    pub max_buf_bytes: usize,
     /// At shutdown, how long requests in flight may take to finish. Default: 2 s.
     pub drain: Duration,
 }
@@ -42,6 +47,8 @@ impl Limits {
         Limits {
             idle_timeout: Duration::from_secs(10),
             max_connections: 64,
+            when_full: WhenFull::Wait,
+            max_buf_bytes: 64 << 10,
             drain: Duration::from_secs(2),
         }
     }
@@ -62,6 +69,17 @@ impl Limits {
     }
 }
 
+/// What happens to a connection that arrives when every slot is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// It waits in the kernel's listen backlog until a slot frees: for a
+    /// few occasional readers (the admin endpoint).
+    Wait,
+    /// It is closed at once and counted: for a server whose clients retry
+    /// (the tracers), so that a crowd costs neither memory nor file descriptors.
+    Close,
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::new()
@@ -70,40 +88,51 @@ impl Default for Limits {
 
 /// Serves `router` on `listener` until `shutdown` completes; then stops
 /// accepting, lets requests in flight finish within [`Limits::drain`], and
-/// closes every connection.
-pub async fn serve(
-    listener: TcpListener,
+/// closes every connection. `refused` is called for each connection closed
+/// because every slot was taken ([`WhenFull::Close`]).
+pub async fn serve<L>(
+    mut listener: L,
     router: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
-) {
+    refused: impl Fn(),
+) where
+    L: axum::serve::Listener,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        // The slot is taken before the accept, so past the limit the kernel's
-        // backlog holds new connections rather than this process.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
+        // Waiting: the slot is taken before the accept, so past the limit the
+        // kernel's backlog holds new connections rather than this process.
+        let waited = match limits.when_full {
+            WhenFull::Wait => tokio::select! {
+                () = &mut shutdown => break,
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => Some(slot),
+                    Err(_) => break,
+                },
             },
+            WhenFull::Close => None,
         };
-        let stream = tokio::select! {
+        // axum's `Listener::accept` retries accept errors itself (out of file
+        // descriptors, most likely) after a pause rather than spinning.
+        let (io, _) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors, most likely: wait rather than spin.
-                    tracing::warn!("cannot accept a connection: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let slot = match waited {
+            Some(slot) => slot,
+            None => match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    refused();
                     continue;
                 }
             },
         };
-        while connections.try_join_next().is_some() {}
         let service = TowerToHyperService::new(router.clone());
         let mut stopped = stopped.clone();
         connections.spawn(async move {
@@ -111,9 +140,11 @@ pub async fn serve(
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.idle_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .max_buf_size(limits.max_buf_bytes)
+                .serve_connection(TokioIo::new(io), service);
             tokio::pin!(connection);
             tokio::select! {
+                // A client that goes away or times out is not an error of the sidecar's.
                 result = connection.as_mut() => {
                     if let Err(err) = result {
                         tracing::debug!("HTTP connection closed: {err}");

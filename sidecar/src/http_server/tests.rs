@@ -10,15 +10,21 @@ const IDLE: Duration = Duration::from_millis(200);
 
 /// A server of `GET /` → `ok` with `limits`; its address and the shutdown trigger.
 async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = Router::new().route("/", get(|| async { "ok" }));
-    tokio::spawn(serve(listener, router, limits, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(serve(
+        listener,
+        router,
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+        || {},
+    ));
     (addr, stop)
 }
 
@@ -27,6 +33,7 @@ fn limits(max_connections: usize) -> Limits {
         idle_timeout: IDLE,
         max_connections,
         drain: Duration::from_millis(100),
+        ..Limits::new()
     }
 }
 

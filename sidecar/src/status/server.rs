@@ -50,7 +50,7 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    http_server::serve(listener, router(state), limits(), shutdown).await;
+    http_server::serve(listener, router(state), limits(), shutdown, || {}).await;
 }
 
 /// Serves on `127.0.0.1:<admin port>`, re-binding when the config's port changes

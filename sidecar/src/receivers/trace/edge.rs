@@ -9,6 +9,7 @@
 //! | bodies in flight, all connections | [`IN_FLIGHT_BYTES`] | 429 |
 //! | connection read buffer | [`MAX_BUF_BYTES`] | hyper reads no further until it is consumed |
 //!
+//! Connections are served by [`crate::http_server`] with these limits.
 //! hyper's header-read timer starts as soon as a connection waits for a
 //! request head, on a fresh connection as on a kept-alive one, so one timer
 //! closes both slow senders of headers and idle connections.
@@ -23,17 +24,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::Router;
 use bytes::BytesMut;
 use http_body_util::BodyExt;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
-
-use crate::stats::Stats;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections served at once; more are closed as they arrive. Default: 128
 /// (a dyno's tracers hold a few each).
@@ -49,8 +42,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IN_FLIGHT_BYTES: usize = 16 << 20;
 /// The most a connection's read buffer grows to. Default: 64 KiB.
 pub const MAX_BUF_BYTES: usize = 64 << 10;
-/// Test-only override of [`IDLE_TIMEOUT`], in milliseconds.
-pub const IDLE_TIMEOUT_ENV: &str = "DYNOSCOPE_IDLE_TIMEOUT_MS";
+/// Test-only override of [`IDLE_TIMEOUT`], in milliseconds (shared with the admin endpoint).
+pub use crate::http_server::IDLE_TIMEOUT_ENV;
 /// Test-only override of [`BODY_TIMEOUT`], in milliseconds.
 pub const BODY_TIMEOUT_ENV: &str = "DYNOSCOPE_BODY_TIMEOUT_MS";
 
@@ -222,67 +215,6 @@ pub fn content_length(headers: &HeaderMap) -> Option<usize> {
         .trim()
         .parse()
         .ok()
-}
-
-/// Accepts connections and serves `router` on each until `stop` turns true;
-/// then lets each finish its request in flight.
-pub async fn serve<L>(
-    mut listener: L,
-    router: Router,
-    mut stop: watch::Receiver<bool>,
-    limits: Limits,
-    stats: Arc<Stats>,
-) where
-    L: axum::serve::Listener,
-{
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
-    let stop_connections = stop.clone();
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            (io, _) = listener.accept() => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    stats.traces.connections_refused.inc();
-                    if stats.traces.connections_refused.get() == 1 {
-                        tracing::warn!(
-                            "traces: {MAX_CONNECTIONS} connections open; closing new ones \
-                             (counted in dynoscope-sidecar status)"
-                        );
-                    }
-                    continue;
-                };
-                let served = connection(io, router.clone(), stop_connections.clone(), limits.idle);
-                connections.spawn(async move {
-                    served.await;
-                    drop(slot);
-                });
-            }
-        }
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-/// Serves one connection until it closes, times out, or `stop` turns true.
-async fn connection<I>(io: I, router: Router, mut stop: watch::Receiver<bool>, idle: Duration)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .max_buf_size(MAX_BUF_BYTES);
-    let served = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
-    let mut served = std::pin::pin!(served);
-    tokio::select! {
-        // A client that goes away or times out is not an error of the sidecar's.
-        _ = served.as_mut() => return,
-        _ = stop.wait_for(|stop| *stop) => served.as_mut().graceful_shutdown(),
-    }
-    let _ = served.await;
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ use tokio::task::JoinHandle;
 use super::decode;
 use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
+use crate::http_server::{self, WhenFull};
 use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
@@ -359,15 +360,30 @@ fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
 where
     L: axum::serve::Listener,
 {
-    let (stop, stopped) = watch::channel(false);
-    let (limits, stats) = (shared.limits, shared.stats.clone());
-    let task = tokio::spawn(edge::serve(
-        listener,
-        router(shared),
-        stopped,
-        limits,
-        stats,
-    ));
+    let (stop, mut stopped) = watch::channel(false);
+    let limits = http_server::Limits {
+        idle_timeout: shared.limits.idle,
+        max_connections: edge::MAX_CONNECTIONS,
+        when_full: WhenFull::Close,
+        max_buf_bytes: edge::MAX_BUF_BYTES,
+        drain: CLOSE_TIMEOUT,
+    };
+    let stats = shared.stats.clone();
+    let refused = move || {
+        stats.traces.connections_refused.inc();
+        if stats.traces.connections_refused.get() == 1 {
+            tracing::warn!(
+                "traces: {} connections open; closing new ones (counted in dynoscope-sidecar status)",
+                edge::MAX_CONNECTIONS
+            );
+        }
+    };
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        http_server::serve(listener, router(shared), limits, shutdown, refused).await;
+    });
     Serving { stop, task }
 }
 
