@@ -6,7 +6,10 @@
 pub mod sketch;
 mod span;
 
-pub use span::{Span, Str, TraceChunk};
+pub use span::{
+    AttributeValue, Span, SpanEvent, SpanLink, Str, TraceChunk, MAX_ATTRIBUTES, MAX_EVENTS,
+    MAX_LINKS,
+};
 
 /// How a point is to be read, as Datadog's series API numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

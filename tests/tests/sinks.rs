@@ -183,6 +183,7 @@ fn span(id: u64, parent: u64, span_type: &str, error: i32) -> Span {
         meta,
         metrics: BTreeMap::from([(Arc::from("_sampling_priority_v1"), 1.0)]),
         span_type: Arc::from(span_type),
+        ..Span::default()
     }
 }
 

@@ -435,6 +435,73 @@ fn span(span: &crate::telemetry::Span) -> pb::Span {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         r#type: span.span_type.to_string(),
+        meta_struct: span
+            .meta_struct
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect(),
+        span_links: span.links.iter().map(span_link).collect(),
+        span_events: span.events.iter().map(span_event).collect(),
+    }
+}
+
+fn span_link(link: &crate::telemetry::SpanLink) -> pb::SpanLink {
+    pb::SpanLink {
+        trace_id: link.trace_id,
+        trace_id_high: link.trace_id_high,
+        span_id: link.span_id,
+        attributes: link
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        tracestate: link.tracestate.to_string(),
+        flags: link.flags,
+    }
+}
+
+fn span_event(event: &crate::telemetry::SpanEvent) -> pb::SpanEvent {
+    use crate::telemetry::AttributeValue;
+    let scalar = |value: &AttributeValue| -> pb::AttributeArrayValue {
+        let mut out = pb::AttributeArrayValue::default();
+        match value {
+            AttributeValue::String(s) => out.string_value = s.to_string(),
+            AttributeValue::Bool(b) => (out.r#type, out.bool_value) = (1, *b),
+            AttributeValue::Int(i) => (out.r#type, out.int_value) = (2, *i),
+            AttributeValue::Double(d) => (out.r#type, out.double_value) = (3, *d),
+            // Arrays hold scalars only; the decoder builds no nested one.
+            AttributeValue::Array(_) => {}
+        }
+        out
+    };
+    let any = |value: &AttributeValue| -> pb::AttributeAnyValue {
+        if let AttributeValue::Array(values) = value {
+            return pb::AttributeAnyValue {
+                r#type: 4,
+                array_value: Some(pb::AttributeArray {
+                    values: values.iter().map(scalar).collect(),
+                }),
+                ..Default::default()
+            };
+        }
+        let s = scalar(value);
+        pb::AttributeAnyValue {
+            r#type: s.r#type,
+            string_value: s.string_value,
+            bool_value: s.bool_value,
+            int_value: s.int_value,
+            double_value: s.double_value,
+            array_value: None,
+        }
+    };
+    pb::SpanEvent {
+        time_unix_nano: event.time_unix_nano,
+        name: event.name.to_string(),
+        attributes: event
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), any(v)))
+            .collect(),
     }
 }
 

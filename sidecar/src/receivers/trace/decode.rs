@@ -14,8 +14,10 @@
 //! unexpected type, are skipped. Only the shape (an array of arrays of
 //! spans) is required.
 //!
-//! Not kept: `meta_struct`, `span_links` and `span_events` (skipped; the
-//! span type has no place for them yet).
+//! v0.4's `meta_struct`, `span_links` and `span_events` are read by
+//! [`extras`], bounded per span. v0.5 has no field for them (ddtrace puts
+//! links and events in `meta` as JSON there, kept as they are); JSON bodies
+//! skip them.
 //!
 //! Strings are interned per payload: each distinct byte string becomes one
 //! `Arc<str>` shared by every span that repeats it. In v0.4, where every
@@ -33,6 +35,8 @@ use std::sync::Arc;
 use rmp::Marker;
 
 use crate::telemetry::{Span, Str, TraceChunk};
+
+mod extras;
 
 /// The metric holding a span's sampling priority.
 pub const SAMPLING_PRIORITY_KEY: &str = "_sampling_priority_v1";
@@ -129,6 +133,9 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
     let (mut start, mut duration, mut error) = (0, 0, 0);
     let mut meta = BTreeMap::new();
     let mut metrics = BTreeMap::new();
+    let mut meta_struct = BTreeMap::new();
+    let (mut links, mut dropped_links) = (Vec::new(), 0);
+    let (mut events, mut dropped_events) = (Vec::new(), 0);
     for _ in 0..fields {
         let Some(key) = r.str_bytes()? else {
             // A non-string key: skip its value too.
@@ -148,6 +155,9 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
             b"error" => error = r.int()?.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
             b"meta" => read_meta_v04(r, interner, &mut meta)?,
             b"metrics" => read_metrics_v04(r, interner, &mut metrics)?,
+            b"meta_struct" => extras::read_meta_struct(r, interner, &mut meta_struct)?,
+            b"span_links" => dropped_links = extras::read_links(r, interner, &mut links)?,
+            b"span_events" => dropped_events = extras::read_events(r, interner, &mut events)?,
             _ => r.skip()?,
         }
     }
@@ -164,6 +174,11 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
         meta,
         metrics,
         span_type: span_type.unwrap_or_default(),
+        meta_struct,
+        links,
+        dropped_links,
+        events,
+        dropped_events,
     })
 }
 
@@ -285,6 +300,12 @@ fn read_span_v05(r: &mut Reader<'_>, table: &[Str]) -> Result<Span, DecodeError>
         meta,
         metrics,
         span_type: r.indexed(table)?,
+        // Not `..Span::default()`: that would build and drop four default strings per span.
+        meta_struct: BTreeMap::new(),
+        links: Vec::new(),
+        dropped_links: 0,
+        events: Vec::new(),
+        dropped_events: 0,
     })
 }
 

@@ -54,6 +54,7 @@ fn trace_entries_appended_to_the_header_decode_as_one_agent_payload() {
         meta: BTreeMap::from([(Arc::from("env"), Arc::from("prod"))]),
         metrics: BTreeMap::new(),
         span_type: Arc::from("web"),
+        ..Span::default()
     };
     let chunk = TraceChunk {
         priority: Some(2),

@@ -54,6 +54,7 @@ fn chunk(spans: &[S]) -> TraceChunk {
                 .collect(),
             metrics: s.metrics.iter().map(|(k, v)| (Str::from(*k), *v)).collect(),
             span_type: "web".into(),
+            ..Span::default()
         })
         .collect();
     TraceChunk {
