@@ -233,6 +233,7 @@ fn datadog_receives_series_traces_events_and_checks_as_its_intake_expects() {
             hostname: None,
             message: Some("refused".into()),
             tags: vec!["db:shop".into()],
+            origin: None,
         }),
     ])
     .unwrap();

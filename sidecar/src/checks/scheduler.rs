@@ -254,6 +254,7 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
                     hostname: None,
                     message,
                     tags: with_extra(tags, &config.tags),
+                    origin: None,
                 }
             })
             .collect();
