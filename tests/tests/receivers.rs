@@ -211,7 +211,24 @@ fn ddtrace_v05_and_dogstatsd_from_the_real_clients_arrive_aggregated_in_the_json
         && has_tag(p, "dyno:web.1")));
     assert_eq!(total(&hits), 30.0);
     assert_eq!(total(&points(&lines, "trace.web.request.errors")), 3.0);
-    assert_eq!(total(&points(&lines, "trace.postgres.query.hits")), 30.0);
+    let db_hits = points(&lines, "trace.postgres.query.hits");
+    assert_eq!(total(&db_hits), 30.0);
+    // A span of another service: its trace metrics name that service only,
+    // and still carry the dyno's identity.
+    for p in &db_hits {
+        let services: Vec<&Value> = p["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t.as_str().unwrap().starts_with("service:"))
+            .collect();
+        assert_eq!(services, ["service:shop-db"], "{p}");
+        assert!(has_tag(p, "dyno:web.1") && has_tag(p, "team:pay"), "{p}");
+        assert!(
+            has_tag(p, "env:test"),
+            "the span's env (from the tracer): {p}"
+        );
+    }
     let by_status = points(&lines, "trace.web.request.hits.by_http_status");
     let with = |code: &str| -> f64 {
         let tag = format!("http.status_code:{code}");
