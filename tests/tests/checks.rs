@@ -600,6 +600,8 @@ async fn hot_reload_adds_and_removes_checks() {
                 "MEMCACHEDCLOUD_SERVERS",
                 format!("127.0.0.1:{}", memcached.port),
             ),
+            // A port that is not a number: the URL does not parse.
+            ("BAD_URL", "postgres://app@127.0.0.1:port/app".to_owned()),
         ],
     );
     seen.service_check("redis.can_connect", 0).await;
@@ -658,6 +660,43 @@ async fn hot_reload_adds_and_removes_checks() {
     assert_eq!(
         critical.message.as_deref(),
         Some("MISSING_URL is not set: the postgres check reads its URL from it")
+    );
+    assert!(
+        critical.tags.contains(&"url_from:MISSING_URL".to_owned()),
+        "{:?}",
+        critical.tags
+    );
+
+    // One whose URL does not parse still says which instance it is.
+    handle.reconfigure(&[with_url("postgres", IntegrationType::Postgres, "BAD_URL")]);
+    let critical = seen
+        .until(
+            "the critical check of BAD_URL",
+            |telemetry| match telemetry {
+                Telemetry::ServiceCheck(check)
+                    if check
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("BAD_URL")) =>
+                {
+                    Some(check.clone())
+                }
+                _ => None,
+            },
+        )
+        .await;
+    assert_eq!(critical.status, 2);
+    assert!(
+        critical
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("BAD_URL is not a valid postgres URL")),
+        "{critical:?}"
+    );
+    assert!(
+        critical.tags.contains(&"url_from:BAD_URL".to_owned()),
+        "{:?}",
+        critical.tags
     );
 }
 
