@@ -17,7 +17,8 @@
 //! v0.4's `meta_struct`, `span_links` and `span_events` are read by
 //! [`extras`], bounded per span. v0.5 has no field for them (ddtrace puts
 //! links and events in `meta` as JSON there, kept as they are); JSON bodies
-//! skip them.
+//! carry links and events in the same shapes (`meta_struct` is skipped:
+//! JSON has no bytes).
 //!
 //! Strings are interned per payload: each distinct byte string becomes one
 //! `Arc<str>` shared by every span that repeats it. In v0.4, where every
@@ -347,6 +348,9 @@ struct JsonSpan {
     error: Option<serde_json::Number>,
     meta: Option<BTreeMap<String, Option<String>>>,
     metrics: Option<BTreeMap<String, Option<serde_json::Number>>>,
+    /// Kept as a value: a malformed one is skipped, not a refused body.
+    span_links: Option<serde_json::Value>,
+    span_events: Option<serde_json::Value>,
 }
 
 impl JsonSpan {
@@ -378,6 +382,12 @@ impl JsonSpan {
             if let Some(v) = v.and_then(|v| v.as_f64()) {
                 span.metrics.insert(interner.intern(k.as_bytes()), v);
             }
+        }
+        if let Some(links) = self.span_links {
+            span.dropped_links = extras::json_links(links, interner, &mut span.links);
+        }
+        if let Some(events) = self.span_events {
+            span.dropped_events = extras::json_events(events, interner, &mut span.events);
         }
         span
     }

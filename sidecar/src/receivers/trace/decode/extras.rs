@@ -271,6 +271,124 @@ fn read_array_value(
     Ok(Some(out))
 }
 
+/// `span_links` of a JSON body, same shape; returns how many were cut.
+pub(super) fn json_links(
+    value: serde_json::Value,
+    interner: &mut Interner,
+    out: &mut Vec<SpanLink>,
+) -> u32 {
+    use serde_json::Value;
+    let Value::Array(links) = value else {
+        return 0;
+    };
+    let dropped = links.len().saturating_sub(MAX_LINKS);
+    for link in links.into_iter().take(MAX_LINKS) {
+        let Value::Object(link) = link else {
+            continue;
+        };
+        let uint = |key: &str| link.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let mut attributes = BTreeMap::new();
+        let mut dropped_attributes = 0u32;
+        if let Some(Value::Object(map)) = link.get("attributes") {
+            for (k, v) in map {
+                let Value::String(v) = v else { continue };
+                if attributes.len() >= MAX_ATTRIBUTES {
+                    dropped_attributes = dropped_attributes.saturating_add(1);
+                    continue;
+                }
+                attributes.insert(interner.intern(k.as_bytes()), interner.intern(v.as_bytes()));
+            }
+        }
+        out.push(SpanLink {
+            trace_id: uint("trace_id"),
+            trace_id_high: uint("trace_id_high"),
+            span_id: uint("span_id"),
+            attributes,
+            tracestate: match link.get("tracestate") {
+                Some(Value::String(s)) => interner.intern(s.as_bytes()),
+                _ => Str::default(),
+            },
+            flags: u32::try_from(uint("flags")).unwrap_or(0),
+            dropped_attributes,
+        });
+    }
+    u32::try_from(dropped).unwrap_or(u32::MAX)
+}
+
+/// `span_events` of a JSON body, same shape; returns how many were cut.
+pub(super) fn json_events(
+    value: serde_json::Value,
+    interner: &mut Interner,
+    out: &mut Vec<SpanEvent>,
+) -> u32 {
+    use serde_json::Value;
+    let Value::Array(events) = value else {
+        return 0;
+    };
+    let dropped = events.len().saturating_sub(MAX_EVENTS);
+    for event in events.into_iter().take(MAX_EVENTS) {
+        let Value::Object(event) = event else {
+            continue;
+        };
+        let mut out_event = SpanEvent {
+            time_unix_nano: event
+                .get("time_unix_nano")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            name: match event.get("name") {
+                Some(Value::String(s)) => interner.intern(s.as_bytes()),
+                _ => Str::default(),
+            },
+            ..SpanEvent::default()
+        };
+        if let Some(Value::Object(map)) = event.get("attributes") {
+            for (k, v) in map {
+                let Some(v) = json_any_value(v, interner, true) else {
+                    continue;
+                };
+                if out_event.attributes.len() >= MAX_ATTRIBUTES {
+                    out_event.dropped_attributes = out_event.dropped_attributes.saturating_add(1);
+                    continue;
+                }
+                out_event
+                    .attributes
+                    .insert(interner.intern(k.as_bytes()), v);
+            }
+        }
+        out.push(out_event);
+    }
+    u32::try_from(dropped).unwrap_or(u32::MAX)
+}
+
+/// A typed value of a JSON body, as [`read_any_value`] reads msgpack.
+fn json_any_value(
+    value: &serde_json::Value,
+    interner: &mut Interner,
+    array: bool,
+) -> Option<AttributeValue> {
+    use serde_json::Value;
+    let Value::Object(map) = value else {
+        return None;
+    };
+    Some(match map.get("type").and_then(Value::as_u64).unwrap_or(0) {
+        0 => AttributeValue::String(interner.intern(map.get("string_value")?.as_str()?.as_bytes())),
+        1 => AttributeValue::Bool(map.get("bool_value")?.as_bool()?),
+        2 => AttributeValue::Int(map.get("int_value")?.as_i64()?),
+        3 => AttributeValue::Double(map.get("double_value")?.as_f64()?),
+        4 if array => {
+            let values = map.get("array_value")?.get("values")?.as_array()?;
+            AttributeValue::Array(
+                values
+                    .iter()
+                    .take(MAX_ATTRIBUTES)
+                    .filter_map(|v| json_any_value(v, interner, false))
+                    .collect(),
+            )
+        }
+        _ => return None,
+    })
+}
+
 impl Reader<'_> {
     /// An array header; a value of any other type is skipped and read as `None`.
     fn array_len_or_skip(&mut self) -> Result<Option<u32>, DecodeError> {

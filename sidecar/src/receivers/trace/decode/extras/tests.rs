@@ -168,3 +168,40 @@ fn wrong_shapes_are_skipped_and_forged_counts_end_at_the_body() {
         .0;
     assert!(decode_v04(&body).is_err());
 }
+
+#[test]
+fn json_bodies_carry_links_and_events_in_the_same_shapes() {
+    let body = br#"[[{"name": "op",
+        "span_links": [{"trace_id": 7, "trace_id_high": 5, "span_id": 9,
+                        "attributes": {"k": "v", "n": 3}, "flags": 2147483649, "tracestate": "dd=s:1"},
+                       "not a link"],
+        "span_events": [{"name": "boom", "time_unix_nano": 123,
+                         "attributes": {"a": {"type": 0, "string_value": "b"},
+                                        "arr": {"type": 4, "array_value": {"values": [{"type": 2, "int_value": 1}]}},
+                                        "bad": {"type": 2, "int_value": "x"}}}]},
+        {"name": "lenient", "span_links": {"not": "an array"}, "span_events": 3}]]"#;
+    let chunks = super::super::decode_json(body).unwrap();
+    let s = &chunks[0].spans[0];
+    assert_eq!(s.links.len(), 1);
+    let l = &s.links[0];
+    assert_eq!(
+        (l.trace_id, l.trace_id_high, l.span_id, l.flags),
+        (7, 5, 9, 0x8000_0001)
+    );
+    assert_eq!(&*l.tracestate, "dd=s:1");
+    // A number is not a string attribute: skipped.
+    assert_eq!(l.attributes.keys().map(|k| &**k).collect::<Vec<_>>(), ["k"]);
+    let e = &s.events[0];
+    assert_eq!((&*e.name, e.time_unix_nano), ("boom", 123));
+    assert_eq!(
+        e.attributes.get("a"),
+        Some(&AttributeValue::String("b".into()))
+    );
+    assert_eq!(
+        e.attributes.get("arr"),
+        Some(&AttributeValue::Array(vec![AttributeValue::Int(1)]))
+    );
+    assert_eq!(e.attributes.get("bad"), None);
+    let lenient = &chunks[0].spans[1];
+    assert!(lenient.links.is_empty() && lenient.events.is_empty());
+}
