@@ -2,7 +2,7 @@
 //!
 //! - [`decode_v04`]: msgpack, an array of traces, each an array of span maps.
 //! - [`decode_v05`]: msgpack, `[[string table], [[span as a 12-array], …]]`.
-//! - [`decode_json`]: JSON bodies of `/v0.3/traces` and `/v0.4/traces`.
+//! - [`decode_json`] (in `json`): JSON bodies of `/v0.3/traces` and `/v0.4/traces`.
 //!
 //! The msgpack decoders read markers with `rmp` and walk the bytes
 //! themselves rather than going through serde: that is what lets them be
@@ -38,6 +38,9 @@ use rmp::Marker;
 use crate::telemetry::{Span, Str, TraceChunk};
 
 mod extras;
+mod json;
+
+pub use json::decode_json;
 
 /// The metric holding a span's sampling priority.
 pub const SAMPLING_PRIORITY_KEY: &str = "_sampling_priority_v1";
@@ -308,103 +311,6 @@ fn read_span_v05(r: &mut Reader<'_>, table: &[Str]) -> Result<Span, DecodeError>
         events: Vec::new(),
         dropped_events: 0,
     })
-}
-
-/// Decodes a JSON body of `/v0.3/traces` or `/v0.4/traces`.
-pub fn decode_json(body: &[u8]) -> Result<Vec<TraceChunk>, DecodeError> {
-    let traces: Vec<Option<Vec<JsonSpan>>> =
-        serde_json::from_slice(body).map_err(|err| match err.classify() {
-            serde_json::error::Category::Data => DecodeError::JsonShape,
-            _ => DecodeError::JsonSyntax,
-        })?;
-    let mut interner = Interner::default();
-    Ok(traces
-        .into_iter()
-        .map(|spans| {
-            into_chunk(
-                spans
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|s| s.into_span(&mut interner))
-                    .collect(),
-            )
-        })
-        .collect())
-}
-
-/// A span as tracers write it in JSON: every field optional, numbers of any kind.
-#[derive(serde::Deserialize)]
-struct JsonSpan {
-    service: Option<String>,
-    name: Option<String>,
-    resource: Option<String>,
-    #[serde(rename = "type")]
-    span_type: Option<String>,
-    trace_id: Option<serde_json::Number>,
-    span_id: Option<serde_json::Number>,
-    parent_id: Option<serde_json::Number>,
-    start: Option<serde_json::Number>,
-    duration: Option<serde_json::Number>,
-    error: Option<serde_json::Number>,
-    meta: Option<BTreeMap<String, Option<String>>>,
-    metrics: Option<BTreeMap<String, Option<serde_json::Number>>>,
-    /// Kept as a value: a malformed one is skipped, not a refused body.
-    span_links: Option<serde_json::Value>,
-    span_events: Option<serde_json::Value>,
-}
-
-impl JsonSpan {
-    fn into_span(self, interner: &mut Interner) -> Span {
-        let mut intern =
-            |s: Option<String>| s.map(|s| interner.intern(s.as_bytes())).unwrap_or_default();
-        let uint = |n: Option<serde_json::Number>| n.map(|n| json_u64(&n)).unwrap_or(0);
-        let int = |n: Option<serde_json::Number>| n.map(|n| json_i64(&n)).unwrap_or(0);
-        let mut span = Span {
-            service: intern(self.service),
-            name: intern(self.name),
-            resource: intern(self.resource),
-            span_type: intern(self.span_type),
-            trace_id: uint(self.trace_id),
-            span_id: uint(self.span_id),
-            parent_id: uint(self.parent_id),
-            start: int(self.start),
-            duration: int(self.duration),
-            error: int(self.error).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            ..Span::default()
-        };
-        for (k, v) in self.meta.unwrap_or_default() {
-            if let Some(v) = v {
-                span.meta
-                    .insert(interner.intern(k.as_bytes()), interner.intern(v.as_bytes()));
-            }
-        }
-        for (k, v) in self.metrics.unwrap_or_default() {
-            if let Some(v) = v.and_then(|v| v.as_f64()) {
-                span.metrics.insert(interner.intern(k.as_bytes()), v);
-            }
-        }
-        if let Some(links) = self.span_links {
-            span.dropped_links = extras::json_links(links, interner, &mut span.links);
-        }
-        if let Some(events) = self.span_events {
-            span.dropped_events = extras::json_events(events, interner, &mut span.events);
-        }
-        span
-    }
-}
-
-fn json_u64(n: &serde_json::Number) -> u64 {
-    n.as_u64()
-        .or_else(|| n.as_i64().map(|i| i as u64))
-        .or_else(|| n.as_f64().map(|f| f as u64))
-        .unwrap_or(0)
-}
-
-fn json_i64(n: &serde_json::Number) -> i64 {
-    n.as_i64()
-        .or_else(|| n.as_u64().map(|u| u as i64))
-        .or_else(|| n.as_f64().map(|f| f as i64))
-        .unwrap_or(0)
 }
 
 /// A chunk with the priority of its root span.
