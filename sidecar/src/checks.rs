@@ -19,10 +19,12 @@
 //! OK, or CRITICAL with the reason (tagged `url_from:<VARIABLE>` or
 //! `servers_from:<VARIABLE>` when the variable is unset or does not parse,
 //! as there is no server to name). Tags are the instance's, as Datadog's
-//! integrations write them — `server:`/`port:`/`db:` for postgres,
-//! `redis_host:`/`redis_port:` for redis, `url:` for memcached — and never a
-//! `host:` tag, which Datadog would read as the host name and so move the
-//! points off the dyno; the pipeline adds the dyno's tags.
+//! integrations write them — `server:`/`port:`/`db:` for postgres (the
+//! postgres check's "generic" `server:` tag), `redis_host:`/`redis_port:`
+//! for redis (and `redis_db:db<N>` per keyspace), `url:` for memcached — and
+//! never a `host:` tag: `host` is reserved in Datadog, which would read it
+//! as the host name and so move the points off the dyno. The pipeline adds
+//! the dyno's tags.
 //!
 //! [`Telemetry::Points`]: crate::telemetry::Telemetry::Points
 

@@ -347,6 +347,12 @@ async fn redis_metrics_move_with_load() {
     let ok = seen.service_check("redis.can_connect", 0).await;
     assert!(ok.tags.contains(&format!("redis_port:{}", redis.port)));
     assert!(ok.tags.contains(&"redis_host:127.0.0.1".to_owned()));
+    // As Datadog's redisdb check: no database on the instance, only per keyspace.
+    assert!(
+        !ok.tags.iter().any(|t| t.starts_with("db:")),
+        "{:?}",
+        ok.tags
+    );
 
     let before = seen.batch("redis.stats.keyspace_hits").await;
     let keys = before
