@@ -105,6 +105,7 @@ fn main() {
                         meta: BTreeMap::from([(env.clone(), s("prod"))]),
                         metrics: BTreeMap::new(),
                         span_type: s("web"),
+                        ..Span::default()
                     }
                 })
                 .collect();

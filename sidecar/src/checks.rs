@@ -16,11 +16,15 @@
 //!
 //! Each run emits one [`Telemetry::Points`] batch and, per instance (a
 //! database, a Redis, each Memcached server), a `can_connect` service check:
-//! OK, or CRITICAL with the reason. Tags are the instance's, as Datadog's
-//! integrations write them — `server:`/`port:`/`db:` for postgres,
-//! `redis_host:`/`redis_port:` for redis, `url:` for memcached — and never a
-//! `host:` tag, which Datadog would read as the host name and so move the
-//! points off the dyno; the pipeline adds the dyno's tags.
+//! OK, or CRITICAL with the reason (tagged `url_from:<VARIABLE>` or
+//! `servers_from:<VARIABLE>` when the variable is unset or does not parse,
+//! as there is no server to name). Tags are the instance's, as Datadog's
+//! integrations write them — `server:`/`port:`/`db:` for postgres (the
+//! postgres check's "generic" `server:` tag), `redis_host:`/`redis_port:`
+//! for redis (and `redis_db:db<N>` per keyspace), `url:` for memcached — and
+//! never a `host:` tag: `host` is reserved in Datadog, which would read it
+//! as the host name and so move the points off the dyno. The pipeline adds
+//! the dyno's tags.
 //!
 //! [`Telemetry::Points`]: crate::telemetry::Telemetry::Points
 
@@ -130,6 +134,32 @@ impl Check {
 }
 
 /// The service check name of a type, for failures before a target exists.
+/// The tags of an instance whose target could not be resolved (the variable
+/// is unset, or its URL does not parse): with no host, port or database to
+/// name, the variable it reads is what tells this instance from another of
+/// the same type, so its CRITICAL service check can be told apart and
+/// monitored.
+fn unresolved_tags(config: &IntegrationConfig) -> Vec<String> {
+    use dynoscope_crds::observability::IntegrationType;
+    match config.type_ {
+        IntegrationType::Postgres => {
+            let variable = config.url_from.as_deref().unwrap_or("DATABASE_URL");
+            vec![format!("url_from:{variable}")]
+        }
+        IntegrationType::Redis => {
+            let variable = config.url_from.as_deref().unwrap_or("REDIS_URL");
+            vec![format!("url_from:{variable}")]
+        }
+        IntegrationType::Memcached => {
+            let variable = config
+                .servers_from
+                .as_deref()
+                .unwrap_or("MEMCACHEDCLOUD_SERVERS");
+            vec![format!("servers_from:{variable}")]
+        }
+    }
+}
+
 fn service_check_of(config: &IntegrationConfig) -> &'static str {
     use dynoscope_crds::observability::IntegrationType;
     match config.type_ {

@@ -361,12 +361,25 @@ fn deliver(batch: &mut Vec<Item>, config: &PipelineConfig, sinks: &Fanout, stats
 }
 
 /// Adds the dyno's tags; spans keep theirs (tracers set env, service and version themselves).
+///
+/// An item that already names its service (APM stats of a span of another
+/// service, a DogStatsD metric tagged `service:other`) keeps its own unified
+/// service tags: the dyno's `service:`, `env:` and `version:` describe the
+/// dyno's service, not that one, and Datadog would file the point under both.
 fn tag(item: &mut Telemetry, dyno_tags: &[String]) {
     if dyno_tags.is_empty() {
         return;
     }
     let merge = |tags: &mut Vec<String>| {
-        tags.extend(dyno_tags.iter().cloned());
+        let own_service = tags.iter().any(|t| t.starts_with("service:"));
+        let unified = |t: &&String| {
+            t.starts_with("service:") || t.starts_with("env:") || t.starts_with("version:")
+        };
+        if own_service {
+            tags.extend(dyno_tags.iter().filter(|t| !unified(t)).cloned());
+        } else {
+            tags.extend(dyno_tags.iter().cloned());
+        }
         tags.sort_unstable();
         tags.dedup();
     };

@@ -6,7 +6,10 @@
 pub mod sketch;
 mod span;
 
-pub use span::{Span, Str, TraceChunk};
+pub use span::{
+    AttributeValue, Span, SpanEvent, SpanLink, Str, TraceChunk, MAX_ATTRIBUTES, MAX_EVENTS,
+    MAX_LINKS,
+};
 
 /// How a point is to be read, as Datadog's series API numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -59,6 +62,28 @@ pub struct Event {
     pub alert_type: Option<String>,
     /// Tags, sorted and de-duplicated.
     pub tags: Vec<String>,
+    /// The DogStatsD origin fields the client sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Where a DogStatsD event or service check says it comes from (`c:`, `e:`,
+/// `card:`; the dogstatsd parser's module docs say what the Agent does with
+/// them). Kept, not acted upon: a dyno has no container tagger.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// Container id (`c:ci-<id>` or bare `c:<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// Inode of the sender's cgroup (`c:in-<inode>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_inode: Option<u64>,
+    /// External data (`e:`), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_data: Option<String>,
+    /// Requested tag cardinality (`card:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cardinality: Option<String>,
 }
 
 /// A service check (`_sc|…`, or an integration's can-connect).
@@ -76,6 +101,9 @@ pub struct ServiceCheck {
     pub message: Option<String>,
     /// Tags, sorted and de-duplicated.
     pub tags: Vec<String>,
+    /// The DogStatsD origin fields the client sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// What producers hand to the pipeline.

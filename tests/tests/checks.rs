@@ -347,6 +347,12 @@ async fn redis_metrics_move_with_load() {
     let ok = seen.service_check("redis.can_connect", 0).await;
     assert!(ok.tags.contains(&format!("redis_port:{}", redis.port)));
     assert!(ok.tags.contains(&"redis_host:127.0.0.1".to_owned()));
+    // As Datadog's redisdb check: no database on the instance, only per keyspace.
+    assert!(
+        !ok.tags.iter().any(|t| t.starts_with("db:")),
+        "{:?}",
+        ok.tags
+    );
 
     let before = seen.batch("redis.stats.keyspace_hits").await;
     let keys = before
@@ -600,6 +606,8 @@ async fn hot_reload_adds_and_removes_checks() {
                 "MEMCACHEDCLOUD_SERVERS",
                 format!("127.0.0.1:{}", memcached.port),
             ),
+            // A port that is not a number: the URL does not parse.
+            ("BAD_URL", "postgres://app@127.0.0.1:port/app".to_owned()),
         ],
     );
     seen.service_check("redis.can_connect", 0).await;
@@ -658,6 +666,43 @@ async fn hot_reload_adds_and_removes_checks() {
     assert_eq!(
         critical.message.as_deref(),
         Some("MISSING_URL is not set: the postgres check reads its URL from it")
+    );
+    assert!(
+        critical.tags.contains(&"url_from:MISSING_URL".to_owned()),
+        "{:?}",
+        critical.tags
+    );
+
+    // One whose URL does not parse still says which instance it is.
+    handle.reconfigure(&[with_url("postgres", IntegrationType::Postgres, "BAD_URL")]);
+    let critical = seen
+        .until(
+            "the critical check of BAD_URL",
+            |telemetry| match telemetry {
+                Telemetry::ServiceCheck(check)
+                    if check
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("BAD_URL")) =>
+                {
+                    Some(check.clone())
+                }
+                _ => None,
+            },
+        )
+        .await;
+    assert_eq!(critical.status, 2);
+    assert!(
+        critical
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("BAD_URL is not a valid postgres URL")),
+        "{critical:?}"
+    );
+    assert!(
+        critical.tags.contains(&"url_from:BAD_URL".to_owned()),
+        "{:?}",
+        critical.tags
     );
 }
 

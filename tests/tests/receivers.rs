@@ -211,7 +211,24 @@ fn ddtrace_v05_and_dogstatsd_from_the_real_clients_arrive_aggregated_in_the_json
         && has_tag(p, "dyno:web.1")));
     assert_eq!(total(&hits), 30.0);
     assert_eq!(total(&points(&lines, "trace.web.request.errors")), 3.0);
-    assert_eq!(total(&points(&lines, "trace.postgres.query.hits")), 30.0);
+    let db_hits = points(&lines, "trace.postgres.query.hits");
+    assert_eq!(total(&db_hits), 30.0);
+    // A span of another service: its trace metrics name that service only,
+    // and still carry the dyno's identity.
+    for p in &db_hits {
+        let services: Vec<&Value> = p["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t.as_str().unwrap().starts_with("service:"))
+            .collect();
+        assert_eq!(services, ["service:shop-db"], "{p}");
+        assert!(has_tag(p, "dyno:web.1") && has_tag(p, "team:pay"), "{p}");
+        assert!(
+            has_tag(p, "env:test"),
+            "the span's env (from the tracer): {p}"
+        );
+    }
     let by_status = points(&lines, "trace.web.request.hits.by_http_status");
     let with = |code: &str| -> f64 {
         let tag = format!("http.status_code:{code}");
@@ -299,6 +316,51 @@ fn ddtrace_on_the_v04_api_is_received_the_same() {
         &[("DD_TRACE_API_VERSION", "v0.4")],
     );
     assert_spans_of_shop(&lines(dir.path()));
+}
+
+/// datadog-py in a container (its container id given, as it would read it
+/// from its cgroup) and the exact datagram it sends, by hand.
+const IN_A_CONTAINER: &str = r#"
+import os, socket
+from datadog import DogStatsd
+statsd = DogStatsd(container_id="in-4026532001", disable_buffering=True)
+statsd.service_check("db.up", 2, tags=["db:main"], message="db down")
+statsd.event("deployed", "v2", tags=["release:v2"])
+statsd.flush()
+raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+raw.sendto(b"_sc|name|2|#tags|m:db down|c:in-4026532001\n",
+           (os.environ["DD_AGENT_HOST"], int(os.environ["DD_DOGSTATSD_PORT"])))
+"#;
+
+#[test]
+fn origin_fields_from_datadog_py_are_kept_apart_from_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let config = config(dir.path(), &ports, "");
+    run_app(dir.path(), &config, IN_A_CONTAINER, &[]);
+    let lines = lines(dir.path());
+    let checks = of_kind(&lines, "service_check");
+    for name in ["db.up", "name"] {
+        let check = checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no service check {name}: {checks:?}"));
+        assert_eq!(check["message"], "db down", "{check}");
+        assert_eq!(check["status"], 2, "{check}");
+        assert_eq!(check["origin"]["cgroup_inode"], 4_026_532_001u64, "{check}");
+        assert!(
+            check["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| !t.as_str().unwrap().contains("c:in-")),
+            "{check}"
+        );
+    }
+    let events = of_kind(&lines, "event");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["text"], "v2");
+    assert_eq!(events[0]["origin"]["cgroup_inode"], 4_026_532_001u64);
 }
 
 #[test]

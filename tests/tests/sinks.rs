@@ -183,6 +183,7 @@ fn span(id: u64, parent: u64, span_type: &str, error: i32) -> Span {
         meta,
         metrics: BTreeMap::from([(Arc::from("_sampling_priority_v1"), 1.0)]),
         span_type: Arc::from(span_type),
+        ..Span::default()
     }
 }
 
@@ -232,6 +233,7 @@ fn datadog_receives_series_traces_events_and_checks_as_its_intake_expects() {
             hostname: None,
             message: Some("refused".into()),
             tags: vec!["db:shop".into()],
+            origin: None,
         }),
     ])
     .unwrap();

@@ -85,12 +85,13 @@ impl Redis {
         }
     }
 
-    /// `redis_host:`, `redis_port:`, `db:`.
+    /// `redis_host:`, `redis_port:`: the instance tags of Datadog's redisdb
+    /// check, which names no database on the instance (each keyspace's
+    /// points carry `redis_db:db<N>` instead).
     pub fn tags(&self) -> Vec<String> {
         vec![
             format!("redis_host:{}", self.target.host),
             format!("redis_port:{}", self.target.port),
-            format!("db:{}", self.target.db),
         ]
     }
 

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::url;
-use super::{service_check_of, Check, CheckError};
+use super::{service_check_of, unresolved_tags, Check, CheckError};
 use crate::clock::unix_now;
 use crate::telemetry::{ServiceCheck, Telemetry};
 
@@ -232,7 +232,7 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
                     run_once(&mut check, timeout, &config.tags, &shared).await
                 }
                 Err(error) => (
-                    vec![Vec::new()],
+                    vec![unresolved_tags(&config)],
                     vec![Err(CheckError::from(error))],
                     service_check_of(&config),
                 ),
@@ -254,6 +254,7 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
                     hostname: None,
                     message,
                     tags: with_extra(tags, &config.tags),
+                    origin: None,
                 }
             })
             .collect();

@@ -446,3 +446,60 @@ async fn delivered_items_give_their_bytes_back() {
     assert!(!handle.send(point("beside it")));
     assert!(pipeline.shutdown(Duration::from_secs(5)).await);
 }
+
+#[test]
+fn an_item_naming_its_service_keeps_its_unified_tags_and_gets_the_dynos_identity() {
+    let dyno: Vec<String> = [
+        "appname:shop",
+        "dyno:web.1",
+        "env:prod",
+        "service:shop",
+        "version:v42",
+    ]
+    .map(String::from)
+    .to_vec();
+    let point = |tags: &[&str]| Point {
+        name: "trace.http.request.hits".into(),
+        metric_type: MetricType::Count,
+        value: 1.0,
+        timestamp: 0,
+        interval: 10,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    };
+    let cases: &[(&[&str], &[&str])] = &[
+        // APM stats of another service: only the dyno's identity is added.
+        (
+            &["resource:GET /api", "service:other"],
+            &[
+                "appname:shop",
+                "dyno:web.1",
+                "resource:GET /api",
+                "service:other",
+            ],
+        ),
+        (
+            &["env:staging", "service:other"],
+            &["appname:shop", "dyno:web.1", "env:staging", "service:other"],
+        ),
+        // No service of its own: the dyno's, all of them.
+        (
+            &["source:cgroup"],
+            &[
+                "appname:shop",
+                "dyno:web.1",
+                "env:prod",
+                "service:shop",
+                "source:cgroup",
+                "version:v42",
+            ],
+        ),
+    ];
+    for (tags, want) in cases {
+        let mut item = Telemetry::Points(vec![point(tags)]);
+        tag(&mut item, &dyno);
+        let Telemetry::Points(points) = item else {
+            panic!("points stay points")
+        };
+        assert_eq!(points[0].tags, *want, "{tags:?}");
+    }
+}

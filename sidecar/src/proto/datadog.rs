@@ -123,4 +123,105 @@ pub struct Span {
     /// Span type.
     #[prost(string, tag = "12")]
     pub r#type: String,
+    /// Structured tags: msgpack documents by key.
+    #[prost(map = "string, bytes", tag = "13")]
+    pub meta_struct: HashMap<String, Vec<u8>>,
+    /// Links to spans of other traces.
+    #[prost(message, repeated, tag = "14")]
+    pub span_links: Vec<SpanLink>,
+    /// Timed events.
+    #[prost(message, repeated, tag = "15")]
+    pub span_events: Vec<SpanEvent>,
+}
+
+// Field numbers of the messages below: datadog-agent
+// `pkg/proto/datadog/trace/span.proto` (PROTOCOLS.md §3 lists the Span's
+// through `spanLinks = 14`; `spanEvents = 15` and these from the same file).
+
+/// A link to a span of another trace.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SpanLink {
+    /// Low 64 bits of the linked trace id.
+    #[prost(uint64, tag = "1")]
+    pub trace_id: u64,
+    /// High 64 bits of the linked trace id.
+    #[prost(uint64, tag = "2")]
+    pub trace_id_high: u64,
+    /// The linked span.
+    #[prost(uint64, tag = "3")]
+    pub span_id: u64,
+    /// String attributes.
+    #[prost(map = "string, string", tag = "4")]
+    pub attributes: HashMap<String, String>,
+    /// W3C tracestate.
+    #[prost(string, tag = "5")]
+    pub tracestate: String,
+    /// W3C trace flags; bit 31 set means they are set at all.
+    #[prost(uint32, tag = "6")]
+    pub flags: u32,
+}
+
+/// A timed event within a span.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SpanEvent {
+    /// Unix nanoseconds.
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    /// Event name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Typed attributes.
+    #[prost(map = "string, message", tag = "3")]
+    pub attributes: HashMap<String, AttributeAnyValue>,
+}
+
+/// An event attribute: `type` says which value field holds it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttributeAnyValue {
+    /// 0 string, 1 bool, 2 int, 3 double, 4 array.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    /// When `type` is 0.
+    #[prost(string, tag = "2")]
+    pub string_value: String,
+    /// When `type` is 1.
+    #[prost(bool, tag = "3")]
+    pub bool_value: bool,
+    /// When `type` is 2.
+    #[prost(int64, tag = "4")]
+    pub int_value: i64,
+    /// When `type` is 3.
+    #[prost(double, tag = "5")]
+    pub double_value: f64,
+    /// When `type` is 4.
+    #[prost(message, optional, tag = "6")]
+    pub array_value: Option<AttributeArray>,
+}
+
+/// The values of an array attribute.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttributeArray {
+    /// Scalars only.
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<AttributeArrayValue>,
+}
+
+/// A scalar in an array attribute; `type` as in [`AttributeAnyValue`] (0–3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttributeArrayValue {
+    /// 0 string, 1 bool, 2 int, 3 double.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    /// When `type` is 0.
+    #[prost(string, tag = "2")]
+    pub string_value: String,
+    /// When `type` is 1.
+    #[prost(bool, tag = "3")]
+    pub bool_value: bool,
+    /// When `type` is 2.
+    #[prost(int64, tag = "4")]
+    pub int_value: i64,
+    /// When `type` is 3.
+    #[prost(double, tag = "5")]
+    pub double_value: f64,
 }

@@ -99,9 +99,61 @@ pub struct Span {
     /// Attributes.
     #[prost(message, repeated, tag = "9")]
     pub attributes: Vec<KeyValue>,
+    /// Timed events.
+    #[prost(message, repeated, tag = "11")]
+    pub events: Vec<SpanEvent>,
+    /// Events the sender did not keep.
+    #[prost(uint32, tag = "12")]
+    pub dropped_events_count: u32,
+    /// Links to spans of other traces.
+    #[prost(message, repeated, tag = "13")]
+    pub links: Vec<SpanLink>,
+    /// Links the sender did not keep.
+    #[prost(uint32, tag = "14")]
+    pub dropped_links_count: u32,
     /// The outcome.
     #[prost(message, optional, tag = "15")]
     pub status: Option<Status>,
+}
+
+/// `Span.Event`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SpanEvent {
+    /// Unix ns.
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    /// Event name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Attributes.
+    #[prost(message, repeated, tag = "3")]
+    pub attributes: Vec<KeyValue>,
+    /// Attributes the sender did not keep.
+    #[prost(uint32, tag = "4")]
+    pub dropped_attributes_count: u32,
+}
+
+/// `Span.Link`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SpanLink {
+    /// 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: Vec<u8>,
+    /// 8 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub span_id: Vec<u8>,
+    /// W3C trace state.
+    #[prost(string, tag = "3")]
+    pub trace_state: String,
+    /// Attributes.
+    #[prost(message, repeated, tag = "4")]
+    pub attributes: Vec<KeyValue>,
+    /// Attributes the sender did not keep.
+    #[prost(uint32, tag = "5")]
+    pub dropped_attributes_count: u32,
+    /// W3C trace flags in bits 0–7; bit 8 says bit 9 (remote) is known.
+    #[prost(fixed32, tag = "6")]
+    pub flags: u32,
 }
 
 /// A span's outcome.
@@ -133,13 +185,13 @@ pub struct KeyValue {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AnyValue {
     /// The one value.
-    #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5")]
     pub value: Option<any_value::Value>,
 }
 
 /// The cases of [`AnyValue`].
 pub mod any_value {
-    /// One of a string, bool, int or double.
+    /// One of a string, bool, int, double or array.
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         /// A string.
@@ -154,7 +206,18 @@ pub mod any_value {
         /// A float.
         #[prost(double, tag = "4")]
         DoubleValue(f64),
+        /// An array.
+        #[prost(message, tag = "5")]
+        ArrayValue(super::ArrayValue),
     }
+}
+
+/// The values of an array attribute.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ArrayValue {
+    /// The values.
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<AnyValue>,
 }
 
 /// `ExportMetricsServiceRequest`, posted to `/v1/metrics`.

@@ -270,7 +270,19 @@ pub fn convert_span(span: &crate::telemetry::Span) -> pb::Span {
     if !span.span_type.is_empty() {
         attributes.push(string("span.type", &span.span_type));
     }
-    attributes.extend(span.meta.iter().map(|(k, v)| string(k, v)));
+    // v0.5 carries links and events as JSON in meta: as OTLP links and
+    // events they are read by every OTLP backend, so they leave the attributes.
+    let (links, events) = (otlp_links(span), otlp_events(span));
+    let moved = |k: &str| {
+        (k == "_dd.span_links" && span.links.is_empty() && !links.is_empty())
+            || (k == "events" && span.events.is_empty() && !events.is_empty())
+    };
+    attributes.extend(
+        span.meta
+            .iter()
+            .filter(|(k, _)| !moved(k))
+            .map(|(k, v)| string(k, v)),
+    );
     attributes.extend(span.metrics.iter().map(|(k, v)| double(k, *v)));
     let status = (span.error != 0).then(|| pb::Status {
         message: span
@@ -296,7 +308,71 @@ pub fn convert_span(span: &crate::telemetry::Span) -> pb::Span {
         start_time_unix_nano: start,
         end_time_unix_nano: start.saturating_add(u64::try_from(span.duration).unwrap_or(0)),
         attributes,
+        events,
+        dropped_events_count: span.dropped_events,
+        links,
+        dropped_links_count: span.dropped_links,
         status,
+    }
+}
+
+/// The span's links (v0.4 `span_links`, else v0.5's `meta["_dd.span_links"]`) as OTLP links.
+fn otlp_links(span: &crate::telemetry::Span) -> Vec<pb::SpanLink> {
+    let convert = |link: &crate::telemetry::SpanLink| {
+        let mut trace_id = Vec::with_capacity(16);
+        trace_id.extend_from_slice(&link.trace_id_high.to_be_bytes());
+        trace_id.extend_from_slice(&link.trace_id.to_be_bytes());
+        pb::SpanLink {
+            trace_id,
+            span_id: link.span_id.to_be_bytes().to_vec(),
+            trace_state: link.tracestate.to_string(),
+            attributes: link.attributes.iter().map(|(k, v)| string(k, v)).collect(),
+            dropped_attributes_count: link.dropped_attributes,
+            flags: link.trace_flags().map_or(0, u32::from),
+        }
+    };
+    if span.links.is_empty() {
+        span.meta_links().iter().map(convert).collect()
+    } else {
+        span.links.iter().map(convert).collect()
+    }
+}
+
+/// The span's events (v0.4 `span_events`, else ddtrace's `meta["events"]`) as OTLP events.
+fn otlp_events(span: &crate::telemetry::Span) -> Vec<pb::SpanEvent> {
+    let convert = |event: &crate::telemetry::SpanEvent| pb::SpanEvent {
+        time_unix_nano: event.time_unix_nano,
+        name: event.name.to_string(),
+        attributes: event
+            .attributes
+            .iter()
+            .map(|(k, v)| pb::KeyValue {
+                key: k.to_string(),
+                value: Some(any_value(v)),
+            })
+            .collect(),
+        dropped_attributes_count: event.dropped_attributes,
+    };
+    if span.events.is_empty() {
+        span.meta_events().iter().map(convert).collect()
+    } else {
+        span.events.iter().map(convert).collect()
+    }
+}
+
+fn any_value(value: &crate::telemetry::AttributeValue) -> pb::AnyValue {
+    use crate::telemetry::AttributeValue;
+    use pb::any_value::Value;
+    pb::AnyValue {
+        value: Some(match value {
+            AttributeValue::String(s) => Value::StringValue(s.to_string()),
+            AttributeValue::Bool(b) => Value::BoolValue(*b),
+            AttributeValue::Int(i) => Value::IntValue(*i),
+            AttributeValue::Double(d) => Value::DoubleValue(*d),
+            AttributeValue::Array(values) => Value::ArrayValue(pb::ArrayValue {
+                values: values.iter().map(any_value).collect(),
+            }),
+        }),
     }
 }
 

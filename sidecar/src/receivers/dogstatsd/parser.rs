@@ -9,12 +9,37 @@
 //!
 //! ```text
 //! metric   name:value[:value...]|type[|@rate][|#tag,k:v][|c:container][|e:ext][|card:level][|T<unix seconds>]
-//! event    _e{<title bytes>,<text bytes>}:<title>|<text>[|d:ts][|h:host][|k:key][|p:normal|low][|s:source][|t:error|warning|info|success][|#tags]
-//! service  _sc|<name>|<0|1|2|3>[|d:ts][|h:host][|#tags][|m:message]
+//! event    _e{<title bytes>,<text bytes>}:<title>|<text>[|d:ts][|h:host][|k:key][|p:normal|low][|s:source][|t:error|warning|info|success][|#tags][|c:…][|e:…][|card:…]
+//! service  _sc|<name>|<0|1|2|3>[|d:ts][|h:host][|#tags][|m:message][|c:…][|e:…][|card:…]
 //! ```
 //!
 //! Optional fields come in any order and unknown ones are ignored, so a
-//! newer client never loses its metrics to an older receiver.
+//! newer client never loses its metrics to an older receiver. Every field,
+//! `m:` included, ends at the next `|`, as the Agent splits them:
+//! datadog-py 0.56 in a container sends `_sc|name|2|#tags|m:db down|c:in-…`,
+//! whose message is `db down`.
+//!
+//! # Origin fields (protocol 1.2–1.6)
+//!
+//! What the Agent does with them, and what dynoscope does:
+//!
+//! - `c:` — the sender's container. `c:ci-<id>` (1.4) and the older bare
+//!   `c:<id>` (1.2) name the container id; `c:in-<inode>` (1.4) names the
+//!   inode of the sender's cgroup, which the Agent maps to a container id.
+//!   The Agent uses the container for *origin detection*: it adds that
+//!   container's tags (image, pod, `kube_*`, …, from its tagger) to the
+//!   message, and keeps origins apart in the aggregation context.
+//! - `e:` — external data (1.5), `it-<bool>,cn-<container name>,pu-<pod uid>`,
+//!   injected by Datadog's Kubernetes admission controller when the client
+//!   cannot see its own container id; resolved by the Agent like `c:`.
+//! - `card:` — `none`, `low`, `orchestrator` or `high` (1.6): how many of
+//!   the origin's tags the Agent adds, overriding its
+//!   `dogstatsd_tag_cardinality`. Other values are ignored.
+//!
+//! A dyno has one app and no container tagger, so there is nothing to
+//! enrich: the fields are parsed, kept on events and service checks as
+//! their [`Origin`](crate::telemetry::Origin) (shown by the jsonl sink), and
+//! never glued to a message or a tag.
 
 use std::borrow::Cow;
 
@@ -67,12 +92,8 @@ pub struct Metric<'a> {
     pub sample_rate: f64,
     /// `#` tags.
     pub tags: Tags<'a>,
-    /// `c:` container id.
-    pub container_id: Option<&'a str>,
-    /// `e:` external data (origin detection).
-    pub external_data: Option<&'a str>,
-    /// `card:` tag cardinality requested by the client.
-    pub cardinality: Option<&'a str>,
+    /// `c:`, `e:` and `card:`.
+    pub origin: Origin<'a>,
     /// `T` unix seconds: the point keeps this time and skips aggregation
     /// (counts and gauges only; the aggregator ignores it on other types).
     pub timestamp: Option<i64>,
@@ -128,6 +149,56 @@ impl Iterator for Values<'_> {
     }
 }
 
+/// The origin fields of a message (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// `c:ci-<id>`, or the deprecated bare `c:<id>`.
+    pub container_id: Option<&'a str>,
+    /// `c:in-<inode>`: the inode of the sender's cgroup.
+    pub cgroup_inode: Option<u64>,
+    /// `e:` external data, as sent.
+    pub external_data: Option<&'a str>,
+    /// `card:`, one of `none`, `low`, `orchestrator`, `high`.
+    pub cardinality: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// Reads `field` into `self` when it is an origin field; false otherwise.
+    /// A malformed value (an inode that is not a number, an unknown
+    /// cardinality) is ignored as the Agent ignores it.
+    fn read(&mut self, field: &'a str) -> bool {
+        if let Some(container) = field.strip_prefix("c:") {
+            if let Some(inode) = container.strip_prefix("in-") {
+                self.cgroup_inode = inode.parse().ok();
+            } else {
+                let id = container.strip_prefix("ci-").unwrap_or(container);
+                self.container_id = (!id.is_empty()).then_some(id);
+            }
+        } else if let Some(external) = field.strip_prefix("e:") {
+            self.external_data = (!external.is_empty()).then_some(external);
+        } else if let Some(card) = field.strip_prefix("card:") {
+            self.cardinality =
+                matches!(card, "none" | "low" | "orchestrator" | "high").then_some(card);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// The origin as the pipeline carries it; `None` when no field was sent.
+    pub fn to_telemetry(&self) -> Option<crate::telemetry::Origin> {
+        if *self == Origin::default() {
+            return None;
+        }
+        Some(crate::telemetry::Origin {
+            container_id: self.container_id.map(str::to_owned),
+            cgroup_inode: self.cgroup_inode,
+            external_data: self.external_data.map(str::to_owned),
+            cardinality: self.cardinality.map(str::to_owned),
+        })
+    }
+}
+
 /// A comma-separated tag list, kept as the raw slice; empty tags are skipped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tags<'a>(pub &'a str);
@@ -165,6 +236,8 @@ pub struct Event<'a> {
     pub alert_type: Option<&'a str>,
     /// `#` tags.
     pub tags: Tags<'a>,
+    /// `c:`, `e:` and `card:`.
+    pub origin: Origin<'a>,
 }
 
 impl Event<'_> {
@@ -191,6 +264,7 @@ impl Event<'_> {
             source_type: self.source_type.map(str::to_owned),
             alert_type: self.alert_type.map(str::to_owned),
             tags: sorted_tags(self.tags),
+            origin: self.origin.to_telemetry(),
         }
     }
 }
@@ -210,6 +284,8 @@ pub struct ServiceCheck<'a> {
     pub tags: Tags<'a>,
     /// `m:` message, still escaped (`\\n`, `m\\:`); see [`ServiceCheck::message`].
     pub raw_message: Option<&'a str>,
+    /// `c:`, `e:` and `card:`.
+    pub origin: Origin<'a>,
 }
 
 impl ServiceCheck<'_> {
@@ -233,6 +309,7 @@ impl ServiceCheck<'_> {
             hostname: self.hostname.map(str::to_owned),
             message: self.message().map(Cow::into_owned),
             tags: sorted_tags(self.tags),
+            origin: self.origin.to_telemetry(),
         }
     }
 }
@@ -381,9 +458,7 @@ fn parse_metric(line: &str) -> Result<Metric<'_>, ParseError> {
         first_value,
         sample_rate: 1.0,
         tags: Tags::default(),
-        container_id: None,
-        external_data: None,
-        cardinality: None,
+        origin: Origin::default(),
         timestamp: None,
     };
     while !fields.is_empty() {
@@ -396,16 +471,8 @@ fn parse_metric(line: &str) -> Result<Metric<'_>, ParseError> {
             Some(b'@') => metric.sample_rate = parse_rate(&field[1..])?,
             Some(b'#') => metric.tags = Tags(&field[1..]),
             Some(b'T') => metric.timestamp = Some(parse_timestamp(&field[1..])?),
-            _ => {
-                if let Some(id) = field.strip_prefix("c:") {
-                    metric.container_id = Some(id);
-                } else if let Some(ext) = field.strip_prefix("e:") {
-                    metric.external_data = Some(ext);
-                } else if let Some(card) = field.strip_prefix("card:") {
-                    metric.cardinality = Some(card);
-                }
-                // Anything else is a field from a newer protocol: ignored.
-            }
+            // Anything else is an origin field or one from a newer protocol: ignored.
+            _ => _ = metric.origin.read(field),
         }
     }
     Ok(metric)
@@ -494,6 +561,9 @@ fn parse_event(rest: &str) -> Result<Event<'_>, ParseError> {
                 matches!(alert, "error" | "warning" | "info" | "success").then_some(alert);
         } else if let Some(tags) = field.strip_prefix('#') {
             event.tags = Tags(tags);
+        } else {
+            // An origin field, or one of a newer protocol: ignored.
+            event.origin.read(field);
         }
     }
     Ok(event)
@@ -505,7 +575,7 @@ fn parse_service_check(rest: &str) -> Result<ServiceCheck<'_>, ParseError> {
     if name.is_empty() {
         return Err(ParseError::BadServiceCheck);
     }
-    let (status, mut fields) = rest.split_once('|').unwrap_or((rest, ""));
+    let (status, fields) = rest.split_once('|').unwrap_or((rest, ""));
     let status = match status {
         "0" => 0,
         "1" => 1,
@@ -519,21 +589,20 @@ fn parse_service_check(rest: &str) -> Result<ServiceCheck<'_>, ParseError> {
         status,
         ..ServiceCheck::default()
     };
-    while !fields.is_empty() {
-        // The message is the last field and may itself hold `|`: the clients
-        // escape only newlines and `m:` in it.
-        if let Some(message) = fields.strip_prefix("m:") {
-            check.raw_message = Some(message);
-            break;
-        }
-        let field;
-        (field, fields) = fields.split_once('|').unwrap_or((fields, ""));
+    // The message ends at the next `|` like any field (the Agent splits on
+    // every `|`): datadog-py puts `|c:` after it.
+    for field in fields.split('|') {
         if let Some(ts) = field.strip_prefix("d:") {
             check.timestamp = Some(parse_timestamp(ts)?);
         } else if let Some(host) = field.strip_prefix("h:") {
             check.hostname = Some(host);
         } else if let Some(tags) = field.strip_prefix('#') {
             check.tags = Tags(tags);
+        } else if let Some(message) = field.strip_prefix("m:") {
+            check.raw_message = Some(message);
+        } else {
+            // An origin field, or one of a newer protocol: ignored.
+            check.origin.read(field);
         }
     }
     Ok(check)

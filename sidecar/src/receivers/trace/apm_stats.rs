@@ -10,14 +10,21 @@
 //! client-side sampling does not shrink the counts.
 //!
 //! Grouping: per 10-second bucket of the span's *end* time and per
-//! (service, operation name, resource, `http.status_code`, env, version).
+//! (service, operation name, resource, `http.status_code`, env, version,
+//! `span.kind`, synthetics), as the trace-agent's aggregation key.
 //! A bucket is emitted [`BUFFER_BUCKETS`] intervals after it starts, so spans
 //! that reach the sidecar late (tracers flush about every second) still land
 //! in their bucket; a span older than the oldest open bucket is counted in
 //! that one, as the trace-agent does, instead of producing a duplicate point.
 //!
-//! Emitted points, tagged `service:`, `resource:`, `env:` and `version:` (the
-//! last two when known); `<name>` is the operation name:
+//! Emitted points, tagged as the Agent tags trace metrics: the *span's*
+//! `service:`, `resource:`, `env:` and `version:` (the last two when known),
+//! `span.kind:` when the span has one, and `synthetics:true` for chunks
+//! whose `_dd.origin` is a Synthetics test; `<name>` is the operation name.
+//! The pipeline then adds the dyno's identity tags (`dyno:`, `dynotype:`,
+//! `appname:`, user tags) but not its `service:`, `env:` or `version:`,
+//! because a point that names its service keeps its own (see
+//! `pipeline::tag`):
 //!
 //! | metric | type | what |
 //! | --- | --- | --- |
@@ -117,6 +124,10 @@ struct Key {
     version: Str,
     /// Empty when the span has none.
     http_status: Str,
+    /// `meta["span.kind"]`; empty when the span has none.
+    span_kind: Str,
+    /// The chunk comes from a Synthetics test (`_dd.origin` `synthetics…`).
+    synthetics: bool,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +190,10 @@ impl ApmStats {
             .filter(|rate| **rate > 0.0 && **rate <= 1.0)
             .map_or(1.0, |rate| 1.0 / rate);
         let root_env = root.and_then(|r| r.meta.get("env")).cloned();
+        // The trace-agent reads the chunk's origin from its root.
+        let synthetics = root
+            .and_then(|r| r.meta.get("_dd.origin"))
+            .is_some_and(|o| o.starts_with("synthetics"));
         // span id → service, to tell top-level spans; chunks are small, but
         // a map keeps a pathological 10 000-span chunk linear.
         let services: HashMap<u64, &str> = spans.iter().map(|s| (s.span_id, &*s.service)).collect();
@@ -195,18 +210,17 @@ impl ApmStats {
                 self.counters.spans_skipped += 1;
                 continue;
             }
-            self.add_span(span, top_level, weight, root_env.as_ref(), now);
+            let chunk = ChunkInfo {
+                weight,
+                root_env: root_env.as_ref(),
+                synthetics,
+            };
+            self.add_span(span, top_level, &chunk, now);
         }
     }
 
-    fn add_span(
-        &mut self,
-        span: &Span,
-        top_level: bool,
-        weight: f64,
-        root_env: Option<&Str>,
-        now: i64,
-    ) {
+    fn add_span(&mut self, span: &Span, top_level: bool, chunk: &ChunkInfo<'_>, now: i64) {
+        let weight = chunk.weight;
         let end_secs = span
             .start
             .saturating_add(span.duration.max(0))
@@ -221,11 +235,13 @@ impl ApmStats {
             env: span
                 .meta
                 .get("env")
-                .or(root_env)
+                .or(chunk.root_env)
                 .cloned()
                 .unwrap_or_else(|| self.default_env.clone()),
             version: span.meta.get("version").cloned().unwrap_or_default(),
             http_status: http_status(span),
+            span_kind: span.meta.get("span.kind").cloned().unwrap_or_default(),
+            synthetics: chunk.synthetics,
         };
         let full = self.groups() >= self.config.max_groups;
         let index = match self.buckets.iter().position(|b| b.start == start) {
@@ -288,6 +304,16 @@ impl ApmStats {
     }
 }
 
+/// What every span of a chunk shares for stats.
+struct ChunkInfo<'a> {
+    /// `1 / _sample_rate` of the root.
+    weight: f64,
+    /// The root's env, for spans without one.
+    root_env: Option<&'a Str>,
+    /// The chunk comes from a Synthetics test.
+    synthetics: bool,
+}
+
 /// `meta["http.status_code"]`, or the same key in metrics (some tracers
 /// send it as a number).
 fn http_status(span: &Span) -> Str {
@@ -336,6 +362,8 @@ fn same_but_status(a: &Key, b: &Key) -> bool {
         && a.resource == b.resource
         && a.env == b.env
         && a.version == b.version
+        && a.span_kind == b.span_kind
+        && a.synthetics == b.synthetics
 }
 
 fn tags(key: &Key, with_status: bool) -> Vec<String> {
@@ -348,6 +376,12 @@ fn tags(key: &Key, with_status: bool) -> Vec<String> {
     }
     if !key.version.is_empty() {
         tags.push(format!("version:{}", key.version));
+    }
+    if !key.span_kind.is_empty() {
+        tags.push(format!("span.kind:{}", key.span_kind));
+    }
+    if key.synthetics {
+        tags.push("synthetics:true".to_owned());
     }
     if with_status {
         tags.push(format!("http.status_code:{}", key.http_status));

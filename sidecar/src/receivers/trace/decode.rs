@@ -2,7 +2,7 @@
 //!
 //! - [`decode_v04`]: msgpack, an array of traces, each an array of span maps.
 //! - [`decode_v05`]: msgpack, `[[string table], [[span as a 12-array], …]]`.
-//! - [`decode_json`]: JSON bodies of `/v0.3/traces` and `/v0.4/traces`.
+//! - [`decode_json`] (in `json`): JSON bodies of `/v0.3/traces` and `/v0.4/traces`.
 //!
 //! The msgpack decoders read markers with `rmp` and walk the bytes
 //! themselves rather than going through serde: that is what lets them be
@@ -14,8 +14,11 @@
 //! unexpected type, are skipped. Only the shape (an array of arrays of
 //! spans) is required.
 //!
-//! Not kept: `meta_struct`, `span_links` and `span_events` (skipped; the
-//! span type has no place for them yet).
+//! v0.4's `meta_struct`, `span_links` and `span_events` are read by
+//! [`extras`], bounded per span. v0.5 has no field for them (ddtrace puts
+//! links and events in `meta` as JSON there, kept as they are); JSON bodies
+//! carry links and events in the same shapes (`meta_struct` is skipped:
+//! JSON has no bytes).
 //!
 //! Strings are interned per payload: each distinct byte string becomes one
 //! `Arc<str>` shared by every span that repeats it. In v0.4, where every
@@ -33,6 +36,11 @@ use std::sync::Arc;
 use rmp::Marker;
 
 use crate::telemetry::{Span, Str, TraceChunk};
+
+mod extras;
+mod json;
+
+pub use json::decode_json;
 
 /// The metric holding a span's sampling priority.
 pub const SAMPLING_PRIORITY_KEY: &str = "_sampling_priority_v1";
@@ -129,6 +137,9 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
     let (mut start, mut duration, mut error) = (0, 0, 0);
     let mut meta = BTreeMap::new();
     let mut metrics = BTreeMap::new();
+    let mut meta_struct = BTreeMap::new();
+    let (mut links, mut dropped_links) = (Vec::new(), 0);
+    let (mut events, mut dropped_events) = (Vec::new(), 0);
     for _ in 0..fields {
         let Some(key) = r.str_bytes()? else {
             // A non-string key: skip its value too.
@@ -148,6 +159,9 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
             b"error" => error = r.int()?.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
             b"meta" => read_meta_v04(r, interner, &mut meta)?,
             b"metrics" => read_metrics_v04(r, interner, &mut metrics)?,
+            b"meta_struct" => extras::read_meta_struct(r, interner, &mut meta_struct)?,
+            b"span_links" => dropped_links = extras::read_links(r, interner, &mut links)?,
+            b"span_events" => dropped_events = extras::read_events(r, interner, &mut events)?,
             _ => r.skip()?,
         }
     }
@@ -164,6 +178,11 @@ fn read_span_v04(r: &mut Reader<'_>, interner: &mut Interner) -> Result<Span, De
         meta,
         metrics,
         span_type: span_type.unwrap_or_default(),
+        meta_struct,
+        links,
+        dropped_links,
+        events,
+        dropped_events,
     })
 }
 
@@ -285,95 +304,13 @@ fn read_span_v05(r: &mut Reader<'_>, table: &[Str]) -> Result<Span, DecodeError>
         meta,
         metrics,
         span_type: r.indexed(table)?,
+        // Not `..Span::default()`: that would build and drop four default strings per span.
+        meta_struct: BTreeMap::new(),
+        links: Vec::new(),
+        dropped_links: 0,
+        events: Vec::new(),
+        dropped_events: 0,
     })
-}
-
-/// Decodes a JSON body of `/v0.3/traces` or `/v0.4/traces`.
-pub fn decode_json(body: &[u8]) -> Result<Vec<TraceChunk>, DecodeError> {
-    let traces: Vec<Option<Vec<JsonSpan>>> =
-        serde_json::from_slice(body).map_err(|err| match err.classify() {
-            serde_json::error::Category::Data => DecodeError::JsonShape,
-            _ => DecodeError::JsonSyntax,
-        })?;
-    let mut interner = Interner::default();
-    Ok(traces
-        .into_iter()
-        .map(|spans| {
-            into_chunk(
-                spans
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|s| s.into_span(&mut interner))
-                    .collect(),
-            )
-        })
-        .collect())
-}
-
-/// A span as tracers write it in JSON: every field optional, numbers of any kind.
-#[derive(serde::Deserialize)]
-struct JsonSpan {
-    service: Option<String>,
-    name: Option<String>,
-    resource: Option<String>,
-    #[serde(rename = "type")]
-    span_type: Option<String>,
-    trace_id: Option<serde_json::Number>,
-    span_id: Option<serde_json::Number>,
-    parent_id: Option<serde_json::Number>,
-    start: Option<serde_json::Number>,
-    duration: Option<serde_json::Number>,
-    error: Option<serde_json::Number>,
-    meta: Option<BTreeMap<String, Option<String>>>,
-    metrics: Option<BTreeMap<String, Option<serde_json::Number>>>,
-}
-
-impl JsonSpan {
-    fn into_span(self, interner: &mut Interner) -> Span {
-        let mut intern =
-            |s: Option<String>| s.map(|s| interner.intern(s.as_bytes())).unwrap_or_default();
-        let uint = |n: Option<serde_json::Number>| n.map(|n| json_u64(&n)).unwrap_or(0);
-        let int = |n: Option<serde_json::Number>| n.map(|n| json_i64(&n)).unwrap_or(0);
-        let mut span = Span {
-            service: intern(self.service),
-            name: intern(self.name),
-            resource: intern(self.resource),
-            span_type: intern(self.span_type),
-            trace_id: uint(self.trace_id),
-            span_id: uint(self.span_id),
-            parent_id: uint(self.parent_id),
-            start: int(self.start),
-            duration: int(self.duration),
-            error: int(self.error).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            ..Span::default()
-        };
-        for (k, v) in self.meta.unwrap_or_default() {
-            if let Some(v) = v {
-                span.meta
-                    .insert(interner.intern(k.as_bytes()), interner.intern(v.as_bytes()));
-            }
-        }
-        for (k, v) in self.metrics.unwrap_or_default() {
-            if let Some(v) = v.and_then(|v| v.as_f64()) {
-                span.metrics.insert(interner.intern(k.as_bytes()), v);
-            }
-        }
-        span
-    }
-}
-
-fn json_u64(n: &serde_json::Number) -> u64 {
-    n.as_u64()
-        .or_else(|| n.as_i64().map(|i| i as u64))
-        .or_else(|| n.as_f64().map(|f| f as u64))
-        .unwrap_or(0)
-}
-
-fn json_i64(n: &serde_json::Number) -> i64 {
-    n.as_i64()
-        .or_else(|| n.as_u64().map(|u| u as i64))
-        .or_else(|| n.as_f64().map(|f| f as i64))
-        .unwrap_or(0)
 }
 
 /// A chunk with the priority of its root span.

@@ -57,6 +57,7 @@ fn trace_entries_appended_to_the_header_decode_as_one_agent_payload() {
         meta: BTreeMap::from([(Arc::from("env"), Arc::from("prod"))]),
         metrics: BTreeMap::new(),
         span_type: Arc::from("web"),
+        ..Span::default()
     };
     let chunk = TraceChunk {
         priority: Some(2),
@@ -137,6 +138,13 @@ fn span(span: &crate::telemetry::Span) -> pb::Span {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         r#type: span.span_type.to_string(),
+        meta_struct: span
+            .meta_struct
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect(),
+        span_links: span.links.iter().map(traces::span_link).collect(),
+        span_events: span.events.iter().map(traces::span_event).collect(),
     }
 }
 
@@ -167,8 +175,45 @@ fn direct_trace_encoding_decodes_as_prosts_own() {
             (Arc::from(""), -1.5),
         ]),
         span_type: Arc::from("web"),
+        ..Span::default()
     };
+    let mut rich = span(4, 1, 2);
+    rich.meta_struct = BTreeMap::from([
+        (Arc::from("appsec"), Arc::from(&b"\x81\xa1k\xa1v"[..])),
+        (Arc::from("empty"), Arc::from(&b""[..])),
+    ]);
+    rich.links = vec![crate::telemetry::SpanLink {
+        trace_id: 7,
+        trace_id_high: 8,
+        span_id: 9,
+        attributes: BTreeMap::from([(Arc::from("link.kind"), Arc::from("follows"))]),
+        tracestate: Arc::from("dd=s:1"),
+        flags: 0x8000_0001,
+        dropped_attributes: 0,
+    }];
+    rich.events = vec![crate::telemetry::SpanEvent {
+        time_unix_nano: 1_700_000_000_000_000_001,
+        name: Arc::from("exception"),
+        attributes: BTreeMap::from([
+            (
+                Arc::from("exception.type"),
+                crate::telemetry::AttributeValue::String(Arc::from("ValueError")),
+            ),
+            (
+                Arc::from("tries"),
+                crate::telemetry::AttributeValue::Array(vec![
+                    crate::telemetry::AttributeValue::Int(1),
+                    crate::telemetry::AttributeValue::Bool(true),
+                ]),
+            ),
+        ]),
+        dropped_attributes: 0,
+    }];
     for chunk in [
+        TraceChunk {
+            priority: Some(2),
+            spans: vec![span(1, 0, 1), rich],
+        },
         TraceChunk {
             priority: Some(-1),
             spans: vec![span(1, 0, 3), span(2, 1, 0), span(3, 1, 200)],

@@ -4,12 +4,15 @@
 //! the path of a flood: building prost's owned messages first cost a
 //! `String` per field and a `HashMap` per span. Here each span's bytes are
 //! written from the [`Span`] as it is, in two passes (lengths, then bytes),
-//! as prost would write them: fields in tag order, defaults left out.
+//! as prost would write them: fields in tag order, defaults left out. The
+//! rare fields (`meta_struct`, span links, span events) are encoded once per
+//! span that has them, through prost's messages.
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 
 use super::super::delivery::Entry;
-use crate::telemetry::{Span, TraceChunk};
+use crate::proto::datadog as pb;
+use crate::telemetry::{AttributeValue, Span, SpanEvent, SpanLink, TraceChunk};
 
 /// `AgentPayload.tracerPayloads`.
 const AGENT_TRACER_PAYLOADS: u32 = 5;
@@ -30,7 +33,13 @@ pub(super) fn trace_entry(chunk: &TraceChunk, hostname: &str) -> Entry {
         meta("_dd.origin"),
     );
     let priority = i64::from(chunk.priority.unwrap_or(1)) as u64;
-    let span_lens: Vec<usize> = chunk.spans.iter().map(span_len).collect();
+    let extras: Vec<Vec<u8>> = chunk.spans.iter().map(extras).collect();
+    let span_lens: Vec<usize> = chunk
+        .spans
+        .iter()
+        .zip(&extras)
+        .map(|(span, extra)| span_len(span) + extra.len())
+        .collect();
     // TraceChunk{priority=1, origin=2, spans=3}
     let chunk_len = varint_len(1, priority)
         + str_len(2, origin)
@@ -47,9 +56,10 @@ pub(super) fn trace_entry(chunk: &TraceChunk, hostname: &str) -> Entry {
     put_nested(6, chunk_len, &mut buf);
     put_varint(1, priority, &mut buf);
     put_str(2, origin, &mut buf);
-    for (span, &len) in chunk.spans.iter().zip(&span_lens) {
+    for ((span, &len), extra) in chunk.spans.iter().zip(&span_lens).zip(&extras) {
         put_nested(3, len, &mut buf);
         put_span(span, &mut buf);
+        buf.extend_from_slice(extra);
     }
     put_str(8, env, &mut buf);
     put_str(9, hostname, &mut buf);
@@ -104,6 +114,94 @@ fn put_span(s: &Span, buf: &mut Vec<u8>) {
         put_double(2, v, buf);
     }
     put_str(12, &s.span_type, buf);
+}
+
+/// Span{meta_struct=13, spanLinks=14, spanEvents=15}, encoded: empty (and
+/// not allocated) for the spans that have none of them, i.e. nearly all.
+fn extras(s: &Span) -> Vec<u8> {
+    if s.meta_struct.is_empty() && s.links.is_empty() && s.events.is_empty() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    for (k, v) in &s.meta_struct {
+        let value_len = if v.is_empty() {
+            0
+        } else {
+            nested_len(2, v.len())
+        };
+        put_nested(13, str_len(1, k) + value_len, &mut buf);
+        put_str(1, k, &mut buf);
+        if !v.is_empty() {
+            put_nested(2, v.len(), &mut buf);
+            buf.extend_from_slice(v);
+        }
+    }
+    for link in &s.links {
+        prost::encoding::message::encode(14, &span_link(link), &mut buf);
+    }
+    for event in &s.events {
+        prost::encoding::message::encode(15, &span_event(event), &mut buf);
+    }
+    buf
+}
+
+pub(super) fn span_link(link: &SpanLink) -> pb::SpanLink {
+    pb::SpanLink {
+        trace_id: link.trace_id,
+        trace_id_high: link.trace_id_high,
+        span_id: link.span_id,
+        attributes: link
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        tracestate: link.tracestate.to_string(),
+        flags: link.flags,
+    }
+}
+
+pub(super) fn span_event(event: &SpanEvent) -> pb::SpanEvent {
+    let scalar = |value: &AttributeValue| -> pb::AttributeArrayValue {
+        let mut out = pb::AttributeArrayValue::default();
+        match value {
+            AttributeValue::String(s) => out.string_value = s.to_string(),
+            AttributeValue::Bool(b) => (out.r#type, out.bool_value) = (1, *b),
+            AttributeValue::Int(i) => (out.r#type, out.int_value) = (2, *i),
+            AttributeValue::Double(d) => (out.r#type, out.double_value) = (3, *d),
+            // Arrays hold scalars only; the decoder builds no nested one.
+            AttributeValue::Array(_) => {}
+        }
+        out
+    };
+    let any = |value: &AttributeValue| -> pb::AttributeAnyValue {
+        if let AttributeValue::Array(values) = value {
+            return pb::AttributeAnyValue {
+                r#type: 4,
+                array_value: Some(pb::AttributeArray {
+                    values: values.iter().map(scalar).collect(),
+                }),
+                ..Default::default()
+            };
+        }
+        let s = scalar(value);
+        pb::AttributeAnyValue {
+            r#type: s.r#type,
+            string_value: s.string_value,
+            bool_value: s.bool_value,
+            int_value: s.int_value,
+            double_value: s.double_value,
+            array_value: None,
+        }
+    };
+    pb::SpanEvent {
+        time_unix_nano: event.time_unix_nano,
+        name: event.name.to_string(),
+        attributes: event
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), any(v)))
+            .collect(),
+    }
 }
 
 fn str_len(tag: u32, s: &str) -> usize {

@@ -93,6 +93,7 @@ fn spans_and_checks_carry_their_kind_and_host() {
         hostname: Some("db-host".into()),
         message: None,
         tags: vec![],
+        origin: None,
     };
     let check_line = lines(&Telemetry::ServiceCheck(check), "h").concat();
     assert!(
@@ -117,6 +118,7 @@ fn flush_makes_every_batch_visible_byte_for_byte() {
         hostname: None,
         message: None,
         tags: vec![],
+        origin: None,
     };
     let batches = [
         batch("a", 2),

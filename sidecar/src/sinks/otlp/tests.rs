@@ -21,6 +21,7 @@ fn span(span_type: &str, meta: &[(&str, &str)]) -> Span {
             .collect(),
         metrics: BTreeMap::new(),
         span_type: Arc::from(span_type),
+        ..Span::default()
     }
 }
 

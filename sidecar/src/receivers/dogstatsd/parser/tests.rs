@@ -72,9 +72,9 @@ fn optional_fields_in_any_order() {
             ["env:prod", "a"],
             "{line}"
         );
-        assert_eq!(m.container_id, Some("abc"), "{line}");
-        assert_eq!(m.external_data, Some("it-false,cn-x"), "{line}");
-        assert_eq!(m.cardinality, Some("high"), "{line}");
+        assert_eq!(m.origin.container_id, Some("abc"), "{line}");
+        assert_eq!(m.origin.external_data, Some("it-false,cn-x"), "{line}");
+        assert_eq!(m.origin.cardinality, Some("high"), "{line}");
         assert_eq!(m.timestamp, Some(1_700_000_000), "{line}");
     }
 }
@@ -84,10 +84,7 @@ fn defaults_when_fields_absent() {
     let m = metric("a.b:1|g");
     assert_eq!(m.sample_rate, 1.0);
     assert!(m.tags.is_empty());
-    assert_eq!(
-        (m.container_id, m.external_data, m.cardinality, m.timestamp),
-        (None, None, None, None)
-    );
+    assert_eq!((m.origin, m.timestamp), (Origin::default(), None));
 }
 
 #[test]
@@ -255,18 +252,23 @@ fn check(line: &str) -> ServiceCheck<'_> {
 
 #[test]
 fn service_checks() {
-    let c = check("_sc|db.up|2|d:1700000000|h:web.1|#a,b|m:down\\nhard | really m\\: yes");
+    let c = check("_sc|db.up|2|d:1700000000|h:web.1|#a,b|m:down\\nhard, really m\\: yes");
     assert_eq!((c.name, c.status), ("db.up", 2));
     assert_eq!(c.timestamp, Some(1_700_000_000));
     assert_eq!(c.hostname, Some("web.1"));
     assert_eq!(c.tags.iter().collect::<Vec<_>>(), ["a", "b"]);
-    assert_eq!(c.message().as_deref(), Some("down\nhard | really m: yes"));
+    assert_eq!(c.message().as_deref(), Some("down\nhard, really m: yes"));
 
     let cases: &[(&str, u8, Option<&str>)] = &[
         ("_sc|a|0", 0, None),
         ("_sc|a|1|", 1, None),
         ("_sc|a|3|m:", 3, Some("")),
         ("_sc|a|0|x:y|m:hi", 0, Some("hi")),
+        // As the Agent splits them, `m:` ends at the next `|`; what follows
+        // is another field, known or not, never part of the message.
+        ("_sc|a|2|#t|m:db down|c:in-4026532001", 2, Some("db down")),
+        ("_sc|a|2|m:db down|z|#t", 2, Some("db down")),
+        ("_sc|a|2|m:a | b", 2, Some("a ")),
     ];
     for (line, status, message) in cases {
         let c = check(line);
@@ -276,6 +278,118 @@ fn service_checks() {
             "{line}"
         );
     }
+}
+
+/// The `c:`, `e:` and `card:` forms, as `(fields, expected origin)`.
+fn origin_cases() -> Vec<(&'static str, Origin<'static>)> {
+    let none = Origin::default();
+    vec![
+        (
+            "c:ci-abc123",
+            Origin {
+                container_id: Some("abc123"),
+                ..none
+            },
+        ),
+        (
+            "c:abc123",
+            Origin {
+                container_id: Some("abc123"),
+                ..none
+            },
+        ),
+        (
+            "c:in-4026532001",
+            Origin {
+                cgroup_inode: Some(4_026_532_001),
+                ..none
+            },
+        ),
+        // Malformed: ignored, as the Agent ignores them.
+        ("c:in-x", none),
+        ("c:", none),
+        ("card:sometimes", none),
+        ("e:", none),
+        (
+            "e:it-false,cn-web,pu-1234|card:orchestrator|c:ci-9",
+            Origin {
+                container_id: Some("9"),
+                cgroup_inode: None,
+                external_data: Some("it-false,cn-web,pu-1234"),
+                cardinality: Some("orchestrator"),
+            },
+        ),
+        (
+            "card:none|c:in-7",
+            Origin {
+                cgroup_inode: Some(7),
+                cardinality: Some("none"),
+                ..none
+            },
+        ),
+        // Single-letter fields of no protocol are ignored.
+        (
+            "q:what|z|card:low",
+            Origin {
+                cardinality: Some("low"),
+                ..none
+            },
+        ),
+    ]
+}
+
+#[test]
+fn origin_fields_on_metrics_events_and_service_checks_in_any_order() {
+    for (fields, origin) in origin_cases() {
+        let line = format!("a:1|c|{fields}|#t|@0.5");
+        assert_eq!(metric(&line).origin, origin, "{line}");
+        let line = format!("a:1|c|#t|{fields}|T1700000000");
+        let m = metric(&line);
+        assert_eq!(
+            (m.origin, m.timestamp),
+            (origin, Some(1_700_000_000)),
+            "{line}"
+        );
+
+        let line = format!("_e{{1,2}}:t|tx|{fields}|#t|k:key");
+        let e = event(&line);
+        assert_eq!(
+            (e.origin, e.raw_text, e.aggregation_key),
+            (origin, "tx", Some("key")),
+            "{fields}"
+        );
+
+        for line in [
+            format!("_sc|name|2|#tags|m:db down|{fields}"),
+            format!("_sc|name|2|{fields}|m:db down|#tags"),
+        ] {
+            let c = check(&line);
+            assert_eq!(c.origin, origin, "{line}");
+            assert_eq!(c.message().as_deref(), Some("db down"), "{line}");
+            assert_eq!(c.tags.iter().collect::<Vec<_>>(), ["tags"], "{line}");
+        }
+    }
+}
+
+#[test]
+fn origin_reaches_the_telemetry_item() {
+    let c = check("_sc|name|2|#tags|m:db down|c:in-4026532001").to_telemetry(1);
+    assert_eq!(c.message.as_deref(), Some("db down"));
+    let origin = c.origin.unwrap();
+    assert_eq!(
+        (origin.cgroup_inode, origin.container_id),
+        (Some(4_026_532_001), None)
+    );
+    let e = event("_e{1,1}:t|x|c:ci-abc|card:high").to_telemetry(1);
+    let origin = e.origin.unwrap();
+    assert_eq!(
+        (
+            origin.container_id.as_deref(),
+            origin.cardinality.as_deref()
+        ),
+        (Some("abc"), Some("high"))
+    );
+    assert_eq!(check("_sc|name|0").to_telemetry(1).origin, None);
 }
 
 #[test]

@@ -54,6 +54,7 @@ fn chunk(spans: &[S]) -> TraceChunk {
                 .collect(),
             metrics: s.metrics.iter().map(|(k, v)| (Str::from(*k), *v)).collect(),
             span_type: "web".into(),
+            ..Span::default()
         })
         .collect();
     TraceChunk {
@@ -190,7 +191,16 @@ fn counts_hits_errors_and_top_level() {
         ),
         ("trace.cache.hits.top_level", &shop, 0.0),
         ("trace.cache.hits", &shop, 1.0),
-        ("trace.http.client.hits", &shop, 1.0),
+        (
+            "trace.http.client.hits",
+            &[
+                "env:prod",
+                "resource:GET /cart",
+                "service:shop",
+                "span.kind:client",
+            ],
+            1.0,
+        ),
     ];
     for (name, tags, want) in cases {
         let got = value(&points, name, tags);
@@ -355,4 +365,50 @@ fn clocks_far_ahead_are_clamped_to_now() {
     );
     let points = stats.flush(T0 + 20);
     assert!(!points.is_empty() && points.iter().all(|p| p.timestamp == T0));
+}
+
+#[test]
+fn span_kind_and_synthetics_group_and_tag_like_the_agent() {
+    let mut stats = ApmStats::new(ApmStatsConfig::default());
+    // A Synthetics chunk: its origin is on the root.
+    stats.add_chunk(
+        &chunk(&[S {
+            meta: &[
+                ("_dd.origin", "synthetics-browser"),
+                ("span.kind", "server"),
+            ],
+            ..BASE
+        }]),
+        T0 + 5,
+    );
+    // The same span without either: another group.
+    stats.add_chunk(&chunk(&[BASE]), T0 + 5);
+    // A client span of another service, under a root of ours.
+    stats.add_chunk(
+        &chunk(&[
+            BASE,
+            S {
+                id: 2,
+                parent: 1,
+                service: "other",
+                name: "http.request",
+                resource: "GET /api",
+                meta: &[("span.kind", "client")],
+                ..BASE
+            },
+        ]),
+        T0 + 5,
+    );
+    let hits: Vec<String> = lines(&stats.flush_all())
+        .into_iter()
+        .filter(|l| l.contains(".hits{"))
+        .collect();
+    assert_eq!(
+        hits,
+        [
+            "trace.flask.request.hits{resource:GET /cart,service:shop,span.kind:server,synthetics:true} = 1",
+            "trace.flask.request.hits{resource:GET /cart,service:shop} = 2",
+            "trace.http.request.hits{resource:GET /api,service:other,span.kind:client} = 1",
+        ]
+    );
 }

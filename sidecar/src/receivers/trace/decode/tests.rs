@@ -8,67 +8,67 @@ use rmp::encode as enc;
 pub(super) struct Mp(pub Vec<u8>);
 
 impl Mp {
-    fn arr(mut self, n: u32) -> Self {
+    pub(super) fn arr(mut self, n: u32) -> Self {
         enc::write_array_len(&mut self.0, n).unwrap();
         self
     }
-    fn arr32(mut self, n: u32) -> Self {
+    pub(super) fn arr32(mut self, n: u32) -> Self {
         self.0.push(0xdd);
         self.0.extend_from_slice(&n.to_be_bytes());
         self
     }
-    fn map(mut self, n: u32) -> Self {
+    pub(super) fn map(mut self, n: u32) -> Self {
         enc::write_map_len(&mut self.0, n).unwrap();
         self
     }
-    fn map32(mut self, n: u32) -> Self {
+    pub(super) fn map32(mut self, n: u32) -> Self {
         self.0.push(0xdf);
         self.0.extend_from_slice(&n.to_be_bytes());
         self
     }
-    fn str(mut self, s: &str) -> Self {
+    pub(super) fn str(mut self, s: &str) -> Self {
         enc::write_str(&mut self.0, s).unwrap();
         self
     }
-    fn str_bytes(mut self, b: &[u8]) -> Self {
+    pub(super) fn str_bytes(mut self, b: &[u8]) -> Self {
         enc::write_str_len(&mut self.0, b.len() as u32).unwrap();
         self.0.extend_from_slice(b);
         self
     }
-    fn bin(mut self, b: &[u8]) -> Self {
+    pub(super) fn bin(mut self, b: &[u8]) -> Self {
         enc::write_bin(&mut self.0, b).unwrap();
         self
     }
-    fn uint(mut self, u: u64) -> Self {
+    pub(super) fn uint(mut self, u: u64) -> Self {
         enc::write_uint(&mut self.0, u).unwrap();
         self
     }
-    fn u64(mut self, u: u64) -> Self {
+    pub(super) fn u64(mut self, u: u64) -> Self {
         enc::write_u64(&mut self.0, u).unwrap();
         self
     }
-    fn sint(mut self, i: i64) -> Self {
+    pub(super) fn sint(mut self, i: i64) -> Self {
         enc::write_sint(&mut self.0, i).unwrap();
         self
     }
-    fn f64(mut self, f: f64) -> Self {
+    pub(super) fn f64(mut self, f: f64) -> Self {
         enc::write_f64(&mut self.0, f).unwrap();
         self
     }
-    fn f32(mut self, f: f32) -> Self {
+    pub(super) fn f32(mut self, f: f32) -> Self {
         enc::write_f32(&mut self.0, f).unwrap();
         self
     }
-    fn nil(mut self) -> Self {
+    pub(super) fn nil(mut self) -> Self {
         enc::write_nil(&mut self.0).unwrap();
         self
     }
-    fn raw(mut self, b: &[u8]) -> Self {
+    pub(super) fn raw(mut self, b: &[u8]) -> Self {
         self.0.extend_from_slice(b);
         self
     }
     /// `key` then the value written by `value`.
-    fn kv(self, key: &str, value: impl FnOnce(Self) -> Self) -> Self {
+    pub(super) fn kv(self, key: &str, value: impl FnOnce(Self) -> Self) -> Self {
         value(self.str(key))
     }
 }
