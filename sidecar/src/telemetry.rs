@@ -3,9 +3,11 @@
 //! Every producer builds these types; every sink consumes them. Tags are
 //! complete when they reach a sink: the pipeline adds the dyno's tags.
 
+pub mod dogsketch;
 pub mod sketch;
 mod span;
 
+pub use dogsketch::DogSketch;
 pub use span::{Span, Str, TraceChunk};
 
 /// How a point is to be read, as Datadog's series API numbers them.
@@ -14,8 +16,15 @@ pub use span::{Span, Str, TraceChunk};
 pub enum MetricType {
     /// A count over `interval` seconds (type 1).
     Count,
-    /// A per-second rate over `interval` seconds (type 2).
+    /// A per-second rate over `interval` seconds (type 2), sent as a rate.
     Rate,
+    /// A count over `interval` seconds carried as its per-second rate
+    /// (`value` = count / interval), as the agent sends DogStatsD counts:
+    /// Datadog's type 2 like [`Rate`](MetricType::Rate), but sinks with
+    /// counters (OTLP, Prometheus) export `value × interval` as a count.
+    /// Written `rate` in JSON, as Datadog sees it.
+    #[serde(rename = "rate", skip_deserializing)]
+    CountRate,
     /// A value at a time (type 3).
     Gauge,
 }
@@ -36,6 +45,21 @@ pub struct Point {
     pub interval: u32,
     /// `key:value` tags, sorted and de-duplicated.
     pub tags: Vec<String>,
+}
+
+/// A distribution's sketch over one bucket, as the Datadog agent sends it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SketchPoint {
+    /// Metric name, e.g. `shop.payload`.
+    pub name: String,
+    /// Unix seconds of the start of the bucket.
+    pub timestamp: i64,
+    /// Length of the bucket in seconds.
+    pub interval: u32,
+    /// `key:value` tags, sorted and de-duplicated.
+    pub tags: Vec<String>,
+    /// The values of the bucket.
+    pub sketch: DogSketch,
 }
 
 /// A DogStatsD event (`_e{…}`).
@@ -83,6 +107,8 @@ pub struct ServiceCheck {
 pub enum Telemetry {
     /// Aggregated or sampled points.
     Points(Vec<Point>),
+    /// Distributions' sketches (DogStatsD `d`), one per series and bucket.
+    Sketches(Vec<SketchPoint>),
     /// Trace chunks as received.
     Traces(Vec<TraceChunk>),
     /// An event.

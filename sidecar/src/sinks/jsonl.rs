@@ -1,8 +1,14 @@
 //! The jsonl sink: one JSON object a line, for tests and for people reading what flows.
 //!
-//! Each line has a `kind` (`point`, `span`, `event`, `service_check`), the
-//! item's fields as the telemetry types serialise them, and `host`:
+//! Each line has a `kind` (`point`, `sketch`, `span`, `event`,
+//! `service_check`), the item's fields as the telemetry types serialise
+//! them, and `host`:
 //! `{"kind":"point","name":…,"type":…,"value":…,"timestamp":…,"interval":…,"tags":[…],"host":…}`.
+//! A distribution's sketch is one line with its exact `count`, `min`, `max`,
+//! `sum`, `avg`, the quantiles of
+//! [`SUMMARY_QUANTILES`](crate::telemetry::dogsketch::SUMMARY_QUANTILES)
+//! (`"quantiles":{"p50":…,"p90":…,"p95":…,"p99":…}`, within 1/128) and the
+//! Agent's bins `k` and `n`, so a reader can rebuild the sketch.
 //!
 //! `Sink::write` only encodes a batch and queues it; one thread per sink
 //! appends the queued batches to the file, so a slow or full disk never holds
@@ -38,7 +44,8 @@ use serde::Serialize;
 use super::delivery::{DeliveryConfig, DRAIN_AFTER_DROP};
 use super::{Sink, SinkError};
 use crate::stats::{ItemCounts, SinkRegistry, SinkStats};
-use crate::telemetry::{Span, Telemetry};
+use crate::telemetry::dogsketch::SUMMARY_QUANTILES;
+use crate::telemetry::{SketchPoint, Span, Telemetry};
 
 /// How a jsonl sink buffers and rotates.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,6 +180,50 @@ struct Line<'a, T: Serialize> {
     #[serde(flatten)]
     item: &'a T,
     host: &'a str,
+}
+
+#[derive(Serialize)]
+struct SketchLine<'a> {
+    kind: &'static str,
+    name: &'a str,
+    timestamp: i64,
+    interval: u32,
+    tags: &'a [String],
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    avg: f64,
+    quantiles: std::collections::BTreeMap<&'static str, f64>,
+    k: Vec<i32>,
+    n: Vec<u32>,
+    host: &'a str,
+}
+
+impl<'a> SketchLine<'a> {
+    fn new(point: &'a SketchPoint, host: &'a str) -> Self {
+        let sketch = &point.sketch;
+        let (k, n) = sketch.bins();
+        SketchLine {
+            kind: "sketch",
+            name: &point.name,
+            timestamp: point.timestamp,
+            interval: point.interval,
+            tags: &point.tags,
+            count: sketch.count(),
+            min: sketch.min().unwrap_or(0.0),
+            max: sketch.max().unwrap_or(0.0),
+            sum: sketch.sum(),
+            avg: sketch.avg().unwrap_or(0.0),
+            quantiles: SUMMARY_QUANTILES
+                .iter()
+                .filter_map(|(q, name)| Some((*name, sketch.quantile(*q)?)))
+                .collect(),
+            k,
+            n,
+            host,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -321,6 +372,10 @@ pub fn lines(item: &Telemetry, hostname: &str) -> Vec<String> {
                 }))
             })
             .collect(),
+        Telemetry::Sketches(sketches) => sketches
+            .iter()
+            .map(|s| encode(serde_json::to_string(&SketchLine::new(s, hostname))))
+            .collect(),
         Telemetry::Traces(chunks) => chunks
             .iter()
             .flat_map(|chunk| chunk.spans.iter().map(move |span| (chunk.priority, span)))
@@ -355,7 +410,7 @@ pub fn lines(item: &Telemetry, hostname: &str) -> Vec<String> {
 /// The index in [`Items`] of what `item` holds.
 fn kind_index(item: &Telemetry) -> usize {
     match item {
-        Telemetry::Points(_) => 0,
+        Telemetry::Points(_) | Telemetry::Sketches(_) => 0,
         Telemetry::Traces(_) => 1,
         Telemetry::Event(_) | Telemetry::ServiceCheck(_) => 2,
     }

@@ -20,6 +20,7 @@ fn points_become_v2_series_with_the_type_numbers_of_the_api() {
     for (metric_type, interval, number) in [
         (MetricType::Count, 10, 1),
         (MetricType::Rate, 10, 2),
+        (MetricType::CountRate, 10, 2),
         (MetricType::Gauge, 0, 3),
     ] {
         let p = point(metric_type, interval);
