@@ -16,7 +16,11 @@
 //! | bins on the wire | `(int16 key, uint16 count)`, at most [`BIN_LIMIT`]; a larger count spans several bins of one key |
 //!
 //! Past the bin limit the lowest bins are collapsed into the lowest bin kept,
-//! as the Agent does, so high quantiles keep their accuracy.
+//! as the Agent does, so high quantiles keep their accuracy. Below 4096
+//! distinct keys in a bucket the bins are the Agent's exactly; past it the
+//! Agent trims after each batch of buffered values and this sketch after
+//! each new key, so which low bins fold where can differ (counts, sum, min,
+//! max and the high bins do not).
 //!
 //! Keys are rounded, so key `k` stands for `γ^(k-1338)` and every value in
 //! its bin is within `√γ - 1 ≈ 0.778 %` of that, inside the 1/128 bound.
@@ -219,30 +223,39 @@ impl DogSketch {
     }
 }
 
-/// Collapses the lowest bins past [`BIN_LIMIT`] into the lowest bin kept; what
-/// that bin cannot hold stays in extra bins of its key.
+/// Collapses the lowest bins past [`BIN_LIMIT`] into the lowest bin kept, as
+/// the Agent's `trimLeft` does: whenever the counts being folded pass 65535,
+/// a full bin stays behind at the key where that happened, and what the
+/// lowest kept bin cannot hold goes into extra bins of its key.
 fn trim_left(bins: Vec<(i16, u64)>) -> Vec<(i16, u64)> {
     if bins.len() <= BIN_LIMIT {
         return bins;
     }
     let cut = bins.len() - BIN_LIMIT;
-    let collapsed: u64 = bins[..cut].iter().map(|(_, n)| n).sum();
-    let mut kept = bins[cut..].to_vec();
-    let Some(first) = kept.first_mut() else {
-        return kept;
-    };
-    let key = first.0;
-    let mut spill = first.1 + collapsed;
-    first.1 = spill.min(MAX_BIN_COUNT);
-    spill -= first.1;
-    let mut extra = Vec::new();
-    while spill > 0 {
-        let n = spill.min(MAX_BIN_COUNT);
-        extra.push((key, n));
-        spill -= n;
+    let mut out = Vec::new();
+    let mut missing = 0;
+    for &(k, n) in &bins[..cut] {
+        missing += n;
+        if missing > MAX_BIN_COUNT {
+            out.push((k, MAX_BIN_COUNT));
+            missing -= MAX_BIN_COUNT;
+        }
     }
-    extra.extend(kept);
-    extra
+    let mut kept = bins[cut..].to_vec();
+    if let Some(first) = kept.first_mut() {
+        let total = first.1 + missing;
+        first.1 = total.min(MAX_BIN_COUNT);
+        let mut spill = total - first.1;
+        while spill > 0 {
+            let n = spill.min(MAX_BIN_COUNT);
+            out.push((first.0, n));
+            spill -= n;
+        }
+    }
+    out.extend(kept);
+    // Keys ascending, as the Agent sends them; bins of one key stay together.
+    out.sort_by_key(|(k, _)| *k);
+    out
 }
 
 #[cfg(test)]

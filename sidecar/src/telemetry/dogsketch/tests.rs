@@ -145,3 +145,18 @@ fn ignores_what_would_poison_it() {
     assert_eq!(sketch.quantile(0.5), None);
     assert_eq!(sketch.bins(), (vec![], vec![]));
 }
+
+#[test]
+fn collapsing_more_than_a_bin_holds_leaves_full_bins_behind_as_the_agent_does() {
+    // 4098 bins: the two lowest (keys 1 and 2, 40 000 each) fold into key 3.
+    let mut bins = vec![(1, 40_000), (2, 40_000), (3, 60_000)];
+    bins.extend((4..=4098).map(|k| (k as i16, 1)));
+    let out = trim_left(bins);
+    // 80 000 folded: a full bin stays at key 2 (where the sum passed 65535),
+    // 14 465 go to key 3, which then holds 65 535 and spills 8 930.
+    // (The order of bins of one key means nothing: Datadog adds them up.)
+    let mut low = out[..3].to_vec();
+    low.sort_unstable();
+    assert_eq!(low, [(2, 65_535), (3, 8_930), (3, 65_535)]);
+    assert_eq!(out.iter().map(|(_, n)| n).sum::<u64>(), 140_000 + 4095);
+}
