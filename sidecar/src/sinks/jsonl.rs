@@ -44,8 +44,9 @@ use serde::Serialize;
 use super::delivery::{DeliveryConfig, DRAIN_AFTER_DROP};
 use super::{Sink, SinkError};
 use crate::stats::{ItemCounts, SinkRegistry, SinkStats};
-use crate::telemetry::dogsketch::SUMMARY_QUANTILES;
-use crate::telemetry::{SketchPoint, Span, Telemetry};
+use crate::telemetry::{Span, Telemetry};
+
+mod sketch_line;
 
 /// How a jsonl sink buffers and rotates.
 #[derive(Clone, Debug, PartialEq)]
@@ -180,50 +181,6 @@ struct Line<'a, T: Serialize> {
     #[serde(flatten)]
     item: &'a T,
     host: &'a str,
-}
-
-#[derive(Serialize)]
-struct SketchLine<'a> {
-    kind: &'static str,
-    name: &'a str,
-    timestamp: i64,
-    interval: u32,
-    tags: &'a [String],
-    count: u64,
-    min: f64,
-    max: f64,
-    sum: f64,
-    avg: f64,
-    quantiles: std::collections::BTreeMap<&'static str, f64>,
-    k: Vec<i32>,
-    n: Vec<u32>,
-    host: &'a str,
-}
-
-impl<'a> SketchLine<'a> {
-    fn new(point: &'a SketchPoint, host: &'a str) -> Self {
-        let sketch = &point.sketch;
-        let (k, n) = sketch.bins();
-        SketchLine {
-            kind: "sketch",
-            name: &point.name,
-            timestamp: point.timestamp,
-            interval: point.interval,
-            tags: &point.tags,
-            count: sketch.count(),
-            min: sketch.min().unwrap_or(0.0),
-            max: sketch.max().unwrap_or(0.0),
-            sum: sketch.sum(),
-            avg: sketch.avg().unwrap_or(0.0),
-            quantiles: SUMMARY_QUANTILES
-                .iter()
-                .filter_map(|(q, name)| Some((*name, sketch.quantile(*q)?)))
-                .collect(),
-            k,
-            n,
-            host,
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -374,7 +331,11 @@ pub fn lines(item: &Telemetry, hostname: &str) -> Vec<String> {
             .collect(),
         Telemetry::Sketches(sketches) => sketches
             .iter()
-            .map(|s| encode(serde_json::to_string(&SketchLine::new(s, hostname))))
+            .map(|s| {
+                encode(serde_json::to_string(&sketch_line::SketchLine::new(
+                    s, hostname,
+                )))
+            })
             .collect(),
         Telemetry::Traces(chunks) => chunks
             .iter()
