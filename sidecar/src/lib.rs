@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`telemetry`]: the data model (points, spans, events, service checks)
+//! - [`telemetry`]: the data model (points, distributions' sketches, spans,
+//!   events, service checks)
 //!   every producer builds and every sink consumes.
 //! - [`checks`]: the app's Postgres, Redis and Memcached, polled on the one
 //!   dyno assigned each check; points and service checks to the pipeline.

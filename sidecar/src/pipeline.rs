@@ -385,6 +385,7 @@ fn tag(item: &mut Telemetry, dyno_tags: &[String]) {
     };
     match item {
         Telemetry::Points(points) => points.iter_mut().for_each(|p| merge(&mut p.tags)),
+        Telemetry::Sketches(sketches) => sketches.iter_mut().for_each(|s| merge(&mut s.tags)),
         Telemetry::Event(event) => merge(&mut event.tags),
         Telemetry::ServiceCheck(check) => merge(&mut check.tags),
         Telemetry::Traces(_) => {}

@@ -1,7 +1,8 @@
 //! Protobuf messages the network sinks send, hand-written with prost for the
 //! subset used (field numbers from the public schemas named in each module).
 //!
-//! - [`datadog`]: the trace intake's `AgentPayload` (PROTOCOLS.md §3).
+//! - [`datadog`]: the trace intake's `AgentPayload` (PROTOCOLS.md §3) and the
+//!   sketch intake's `SketchPayload` (§5).
 //! - [`otlp`]: OTLP traces and metrics (opentelemetry-proto).
 //! - [`prometheus`]: the remote-write `WriteRequest`.
 

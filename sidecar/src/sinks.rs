@@ -8,6 +8,17 @@
 //!   encodes into a bounded buffer that [`delivery`]'s task sends, batched,
 //!   compressed and retried, so a slow backend never holds up the pipeline.
 //!
+//! A distribution (DogStatsD `d`) reaches every sink as the Agent's sketch
+//! ([`Telemetry::Sketches`]) and each gives it the form its backend has:
+//!
+//! | sink | a distribution becomes |
+//! | --- | --- |
+//! | datadog | a `Dogsketch` on `/api/beta/sketches`, as the Agent sends it (merged across dynos in Datadog) |
+//! | otlp | a delta ExponentialHistogram, scale 6 |
+//! | prometheus | a summary: quantiles 0.5, 0.9, 0.95, 0.99 of the last bucket, `_sum` and `_count` running totals |
+//! | jsonl | one `"kind":"sketch"` line: count, min, max, sum, avg, quantiles, the bins |
+//! | stdout | `count#name.count` and `sample#name.p50/.p95/.p99` on one line |
+//!
 //! A reload rebuilds a sink only when its [`OwnConfig`] changed: its spec and
 //! the parts of the pipeline's config it embeds. A rebuilt sink with the same
 //! [`destination`] takes over its predecessor's [`Backlog`] (see

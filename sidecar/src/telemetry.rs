@@ -3,9 +3,11 @@
 //! Every producer builds these types; every sink consumes them. Tags are
 //! complete when they reach a sink: the pipeline adds the dyno's tags.
 
+pub mod dogsketch;
 pub mod sketch;
 mod span;
 
+pub use dogsketch::DogSketch;
 pub use span::{
     AttributeValue, Span, SpanEvent, SpanLink, Str, TraceChunk, MAX_ATTRIBUTES, MAX_EVENTS,
     MAX_LINKS,
@@ -17,8 +19,15 @@ pub use span::{
 pub enum MetricType {
     /// A count over `interval` seconds (type 1).
     Count,
-    /// A per-second rate over `interval` seconds (type 2).
+    /// A per-second rate over `interval` seconds (type 2), sent as a rate.
     Rate,
+    /// A count over `interval` seconds carried as its per-second rate
+    /// (`value` = count / interval), as the agent sends DogStatsD counts:
+    /// Datadog's type 2 like [`Rate`](MetricType::Rate), but sinks with
+    /// counters (OTLP, Prometheus) export `value × interval` as a count.
+    /// Written `rate` in JSON, as Datadog sees it.
+    #[serde(rename = "rate", skip_deserializing)]
+    CountRate,
     /// A value at a time (type 3).
     Gauge,
 }
@@ -39,6 +48,21 @@ pub struct Point {
     pub interval: u32,
     /// `key:value` tags, sorted and de-duplicated.
     pub tags: Vec<String>,
+}
+
+/// A distribution's sketch over one bucket, as the Datadog agent sends it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SketchPoint {
+    /// Metric name, e.g. `shop.payload`.
+    pub name: String,
+    /// Unix seconds of the start of the bucket.
+    pub timestamp: i64,
+    /// Length of the bucket in seconds.
+    pub interval: u32,
+    /// `key:value` tags, sorted and de-duplicated.
+    pub tags: Vec<String>,
+    /// The values of the bucket.
+    pub sketch: DogSketch,
 }
 
 /// A DogStatsD event (`_e{…}`).
@@ -111,6 +135,8 @@ pub struct ServiceCheck {
 pub enum Telemetry {
     /// Aggregated or sampled points.
     Points(Vec<Point>),
+    /// Distributions' sketches (DogStatsD `d`), one per series and bucket.
+    Sketches(Vec<SketchPoint>),
     /// Trace chunks as received.
     Traces(Vec<TraceChunk>),
     /// An event.
@@ -139,6 +165,15 @@ impl Telemetry {
                 .map(|p| size_of::<Point>() + p.name.len() + strings_bytes(&p.tags))
                 .sum(),
             Telemetry::Traces(chunks) => chunks.iter().map(TraceChunk::approx_bytes).sum(),
+            Telemetry::Sketches(sketches) => sketches
+                .iter()
+                .map(|s| {
+                    size_of::<SketchPoint>()
+                        + s.name.len()
+                        + strings_bytes(&s.tags)
+                        + s.sketch.heap_bytes()
+                })
+                .sum(),
             Telemetry::Event(e) => {
                 e.title.len()
                     + e.text.len()
@@ -164,10 +199,11 @@ impl Telemetry {
         size_of::<Telemetry>() + inner
     }
 
-    /// The item's kind, as counters name it: `points`, `traces`, `event`, `service_check`.
+    /// The item's kind, as counters name it: `points`, `sketches`, `traces`, `event`, `service_check`.
     pub fn kind(&self) -> &'static str {
         match self {
             Telemetry::Points(_) => "points",
+            Telemetry::Sketches(_) => "sketches",
             Telemetry::Traces(_) => "traces",
             Telemetry::Event(_) => "event",
             Telemetry::ServiceCheck(_) => "service_check",

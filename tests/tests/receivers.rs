@@ -274,10 +274,16 @@ fn ddtrace_v05_and_dogstatsd_from_the_real_clients_arrive_aggregated_in_the_json
         7.0,
         "distinct members of a set"
     );
-    let p50 = value(&lines, "shop.payload.p50");
-    assert!((p50 - 50.0).abs() <= 1.0, "distribution p50 {p50}");
-    assert_eq!(value(&lines, "shop.payload.max"), 100.0);
-    assert_eq!(value(&lines, "shop.payload.count"), 100.0);
+    // A distribution is one sketch line, as the Agent sends one sketch.
+    let sketches: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "sketch" && l["name"] == "shop.payload")
+        .collect();
+    assert_eq!(sketches.len(), 1, "{sketches:?}");
+    let p50 = sketches[0]["quantiles"]["p50"].as_f64().unwrap();
+    assert!((p50 - 50.0).abs() <= 50.0 / 128.0, "distribution p50 {p50}");
+    assert_eq!(sketches[0]["max"], 100.0);
+    assert_eq!(sketches[0]["count"], 100);
 
     // The mapping turned shop.jobs.mail.perform into shop.jobs.perform{job:mail}.
     let jobs = points(&lines, "shop.jobs.perform");

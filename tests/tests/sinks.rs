@@ -621,7 +621,7 @@ fn otlp_payloads_decode_with_the_official_opentelemetry_proto_package_field_by_f
     let orders = points.iter().find(|m| m["name"] == "shop.orders").unwrap();
     assert_eq!(orders["kind"], "sum");
     assert_eq!(orders["temporality"], 1, "delta");
-    assert_eq!(orders["monotonic"], false);
+    assert_eq!(orders["monotonic"], true, "a count only grows");
     assert_eq!(orders["value"], 3.0);
     assert_eq!(orders["start"], (ts as u64) * 1_000_000_000);
     assert_eq!(orders["time"], (ts as u64 + 10) * 1_000_000_000);

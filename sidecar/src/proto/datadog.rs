@@ -225,3 +225,60 @@ pub struct AttributeArrayValue {
     #[prost(double, tag = "5")]
     pub double_value: f64,
 }
+
+/// The sketch intake's body (`/api/beta/sketches`), from DataDog/agent-payload
+/// `proto/metrics/agent_payload.proto` (PROTOCOLS.md §5): only the fields the
+/// Agent fills. Field 1 repeats, so sketches encoded one by one concatenate
+/// into a payload.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SketchPayload {
+    /// One per series and bucket.
+    #[prost(message, repeated, tag = "1")]
+    pub sketches: Vec<Sketch>,
+}
+
+/// One series' sketches.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sketch {
+    /// Metric name.
+    #[prost(string, tag = "1")]
+    pub metric: String,
+    /// Host name.
+    #[prost(string, tag = "2")]
+    pub host: String,
+    /// Tags (`key:value`).
+    #[prost(string, repeated, tag = "4")]
+    pub tags: Vec<String>,
+    /// The Agent's DDSketches, one per bucket.
+    #[prost(message, repeated, tag = "7")]
+    pub dogsketches: Vec<Dogsketch>,
+}
+
+/// One bucket of a series, as the Agent's DDSketch.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Dogsketch {
+    /// Unix seconds of the bucket.
+    #[prost(int64, tag = "1")]
+    pub ts: i64,
+    /// Values counted.
+    #[prost(int64, tag = "2")]
+    pub cnt: i64,
+    /// Smallest value.
+    #[prost(double, tag = "3")]
+    pub min: f64,
+    /// Largest value.
+    #[prost(double, tag = "4")]
+    pub max: f64,
+    /// Mean.
+    #[prost(double, tag = "5")]
+    pub avg: f64,
+    /// Sum.
+    #[prost(double, tag = "6")]
+    pub sum: f64,
+    /// Bin keys (packed sint32; int16 in the sketch).
+    #[prost(sint32, repeated, tag = "7")]
+    pub k: Vec<i32>,
+    /// Bin counts (packed uint32; uint16 in the sketch), one per key.
+    #[prost(uint32, repeated, tag = "8")]
+    pub n: Vec<u32>,
+}

@@ -262,8 +262,8 @@ pub struct Metric {
     /// Unit.
     #[prost(string, tag = "3")]
     pub unit: String,
-    /// Gauge or sum.
-    #[prost(oneof = "metric::Data", tags = "5, 7")]
+    /// Gauge, sum or exponential histogram.
+    #[prost(oneof = "metric::Data", tags = "5, 7, 10")]
     pub data: Option<metric::Data>,
 }
 
@@ -278,6 +278,9 @@ pub mod metric {
         /// A sum over an interval.
         #[prost(message, tag = "7")]
         Sum(super::Sum),
+        /// A distribution in exponential buckets.
+        #[prost(message, tag = "10")]
+        ExponentialHistogram(super::ExponentialHistogram),
     }
 }
 
@@ -321,4 +324,68 @@ pub struct NumberDataPoint {
     /// Attributes (the point's tags).
     #[prost(message, repeated, tag = "7")]
     pub attributes: Vec<KeyValue>,
+}
+
+/// Exponential histogram data.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExponentialHistogram {
+    /// Points.
+    #[prost(message, repeated, tag = "1")]
+    pub data_points: Vec<ExponentialHistogramDataPoint>,
+    /// 1 delta, 2 cumulative.
+    #[prost(int32, tag = "2")]
+    pub aggregation_temporality: i32,
+}
+
+/// One distribution: bucket `i` of scale `s` holds `(base^i, base^(i+1)]`,
+/// `base = 2^(2^-s)`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExponentialHistogramDataPoint {
+    /// Attributes (the point's tags).
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+    /// Start of the interval, unix ns.
+    #[prost(fixed64, tag = "2")]
+    pub start_time_unix_nano: u64,
+    /// End of the interval, unix ns.
+    #[prost(fixed64, tag = "3")]
+    pub time_unix_nano: u64,
+    /// Values counted.
+    #[prost(fixed64, tag = "4")]
+    pub count: u64,
+    /// Their sum.
+    #[prost(double, optional, tag = "5")]
+    pub sum: Option<f64>,
+    /// Resolution of the buckets.
+    #[prost(sint32, tag = "6")]
+    pub scale: i32,
+    /// Values counted as zero.
+    #[prost(fixed64, tag = "7")]
+    pub zero_count: u64,
+    /// Buckets of positive values.
+    #[prost(message, optional, tag = "8")]
+    pub positive: Option<Buckets>,
+    /// Buckets of negative values, by magnitude.
+    #[prost(message, optional, tag = "9")]
+    pub negative: Option<Buckets>,
+    /// Smallest value.
+    #[prost(double, optional, tag = "12")]
+    pub min: Option<f64>,
+    /// Largest value.
+    #[prost(double, optional, tag = "13")]
+    pub max: Option<f64>,
+    /// Magnitudes up to this count as zero.
+    #[prost(double, tag = "14")]
+    pub zero_threshold: f64,
+}
+
+/// Consecutive bucket counts from index `offset`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Buckets {
+    /// Index of the first count.
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    /// Counts.
+    #[prost(uint64, repeated, tag = "2")]
+    pub bucket_counts: Vec<u64>,
 }

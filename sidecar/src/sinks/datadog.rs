@@ -3,6 +3,7 @@
 //! | what | where | body |
 //! | --- | --- | --- |
 //! | points | `https://api.<site>/api/v2/series` | JSON `{"series":[…]}`, type 1 count / 2 rate / 3 gauge, host as a `resources` entry |
+//! | distributions | `https://api.<site>/api/beta/sketches` | protobuf `SketchPayload` ([`crate::proto::datadog`]), one `Sketch` with one `Dogsketch` per series and bucket |
 //! | traces | `https://trace.agent.<site>/api/v0.2/traces` | protobuf `AgentPayload` ([`crate::proto::datadog`]), one `TracerPayload` per trace chunk |
 //! | events | `https://api.<site>/api/v1/events` | JSON, one event per request |
 //! | service checks | `https://api.<site>/api/v1/check_run` | JSON array |
@@ -17,10 +18,11 @@
 //! `endpoint` replaces every host with one base URL (a proxy, or a test's
 //! recording endpoint).
 //!
-//! Distributions: the aggregator emits DogStatsD distributions as percentile
-//! gauges (`.p50`, `.p95`, … as configured) and `.count`, so this sink sends
-//! no sketches to `/api/beta/sketches`; a distribution's percentiles are
-//! therefore per dyno and cannot be re-aggregated across dynos in Datadog.
+//! Distributions go out as the Agent sends them: its DDSketch
+//! ([`crate::telemetry::dogsketch`], same keys, `u16` bins) with `ts`, `cnt`,
+//! `min`, `max`, `avg`, `sum`, packed `k` and `n`, so Datadog merges every
+//! dyno's sketch into one distribution. Sketches count as points in the
+//! sink's counters.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::Uri;
@@ -31,7 +33,9 @@ use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, It
 use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::datadog as pb;
 use crate::stats::SinkRegistry;
-use crate::telemetry::{Event, MetricType, Point, ServiceCheck, Telemetry, TracerTelemetry};
+use crate::telemetry::{
+    Event, MetricType, Point, ServiceCheck, SketchPoint, Telemetry, TracerTelemetry,
+};
 
 mod traces;
 
@@ -45,6 +49,7 @@ const TRACES: usize = 1;
 const EVENTS: usize = 2;
 const CHECKS: usize = 3;
 const TRACER_TELEMETRY: usize = 4;
+const SKETCHES: usize = 5;
 
 /// Where and as whom the sink sends.
 #[derive(Clone, Debug)]
@@ -223,6 +228,17 @@ impl DatadogSink {
                 suffix: b"",
                 max_entries: 1,
             },
+            Endpoint {
+                name: "sketches",
+                uri: uri(&api, "/api/beta/sketches")?,
+                headers: headers("application/x-protobuf"),
+                compression: Compression::Gzip,
+                kind: ItemKind::Points,
+                prefix: Vec::new(),
+                separator: b"",
+                suffix: b"",
+                max_entries: usize::MAX,
+            },
         ];
         let stats = registry.register(&name);
         let delivery = Delivery::start(name, endpoints, config, stats)?;
@@ -242,6 +258,12 @@ impl Sink for DatadogSink {
                     for point in points {
                         self.delivery
                             .push(SERIES, json_entry(&series(point, &self.hostname)));
+                    }
+                }
+                Telemetry::Sketches(sketches) => {
+                    for point in sketches {
+                        self.delivery
+                            .push(SKETCHES, sketch_entry(point, &self.hostname));
                     }
                 }
                 Telemetry::Traces(chunks) => {
@@ -332,7 +354,7 @@ struct Resource<'a> {
 pub fn series<'a>(point: &'a Point, hostname: &'a str) -> Series<'a> {
     let metric_type = match point.metric_type {
         MetricType::Count => 1,
-        MetricType::Rate => 2,
+        MetricType::Rate | MetricType::CountRate => 2,
         MetricType::Gauge => 3,
     };
     Series {
@@ -353,6 +375,31 @@ pub fn series<'a>(point: &'a Point, hostname: &'a str) -> Series<'a> {
             name: hostname,
         }],
     }
+}
+
+/// A sketch as field 1 (`sketches`) of `SketchPayload`, ready to be
+/// concatenated with others into one payload.
+pub fn sketch_entry(point: &SketchPoint, hostname: &str) -> Entry {
+    let sketch = &point.sketch;
+    let (k, n) = sketch.bins();
+    let message = pb::Sketch {
+        metric: point.name.clone(),
+        host: hostname.to_owned(),
+        tags: point.tags.clone(),
+        dogsketches: vec![pb::Dogsketch {
+            ts: point.timestamp,
+            cnt: i64::try_from(sketch.count()).unwrap_or(i64::MAX),
+            min: sketch.min().unwrap_or(0.0),
+            max: sketch.max().unwrap_or(0.0),
+            avg: sketch.avg().unwrap_or(0.0),
+            sum: sketch.sum(),
+            k,
+            n,
+        }],
+    };
+    let mut bytes = Vec::with_capacity(message.encoded_len() + 8);
+    prost::encoding::message::encode(1, &message, &mut bytes);
+    Entry { bytes, items: 1 }
 }
 
 fn event_json(event: &Event, hostname: &str) -> serde_json::Value {

@@ -1,8 +1,14 @@
 //! The jsonl sink: one JSON object a line, for tests and for people reading what flows.
 //!
-//! Each line has a `kind` (`point`, `span`, `event`, `service_check`), the
-//! item's fields as the telemetry types serialise them, and `host`:
+//! Each line has a `kind` (`point`, `sketch`, `span`, `event`,
+//! `service_check`), the item's fields as the telemetry types serialise
+//! them, and `host`:
 //! `{"kind":"point","name":…,"type":…,"value":…,"timestamp":…,"interval":…,"tags":[…],"host":…}`.
+//! A distribution's sketch is one line with its exact `count`, `min`, `max`,
+//! `sum`, `avg`, the quantiles of
+//! [`SUMMARY_QUANTILES`](crate::telemetry::dogsketch::SUMMARY_QUANTILES)
+//! (`"quantiles":{"p50":…,"p90":…,"p95":…,"p99":…}`, within 1/128) and the
+//! Agent's bins `k` and `n`, so a reader can rebuild the sketch.
 //!
 //! `Sink::write` only encodes a batch and queues it; one thread per sink
 //! appends the queued batches to the file, so a slow or full disk never holds
@@ -39,6 +45,8 @@ use crate::telemetry::{Span, Telemetry};
 #[cfg(test)]
 use file::rotated;
 use file::{error_kind, Output};
+
+mod sketch_line;
 
 /// How a jsonl sink buffers and rotates.
 #[derive(Clone, Debug, PartialEq)]
@@ -321,6 +329,14 @@ pub fn lines(item: &Telemetry, hostname: &str) -> Vec<String> {
                 }))
             })
             .collect(),
+        Telemetry::Sketches(sketches) => sketches
+            .iter()
+            .map(|s| {
+                encode(serde_json::to_string(&sketch_line::SketchLine::new(
+                    s, hostname,
+                )))
+            })
+            .collect(),
         Telemetry::Traces(chunks) => chunks
             .iter()
             .flat_map(|chunk| chunk.spans.iter().map(move |span| (chunk.priority, span)))
@@ -355,7 +371,7 @@ pub fn lines(item: &Telemetry, hostname: &str) -> Vec<String> {
 /// The index in [`Items`] of what `item` holds.
 fn kind_index(item: &Telemetry) -> usize {
     match item {
-        Telemetry::Points(_) => 0,
+        Telemetry::Points(_) | Telemetry::Sketches(_) => 0,
         Telemetry::Traces(_) => 1,
         Telemetry::Event(_) | Telemetry::ServiceCheck(_) => 2,
     }

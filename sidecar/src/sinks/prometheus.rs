@@ -10,9 +10,21 @@
 //! counters named `<name>_total`, accumulated by the sidecar from its 10 s
 //! buckets (a rate adds `value × interval`), so `rate()` and `increase()`
 //! work as on any Prometheus counter; they reset when the sidecar restarts.
-//! Distributions and histograms arrive from the aggregator as percentile
-//! gauges (`_p95`, `_max`, `_avg`, …) and a `_count` counter, not as
-//! Prometheus summaries.
+//! Histograms and timers arrive from the aggregator as percentile gauges
+//! (`_95percentile`, `_max`, `_avg`, …) and a `_count_total` counter.
+//!
+//! Distributions (DogStatsD `d`) arrive as sketches and become summaries:
+//! `name{quantile="0.5"|"0.9"|"0.95"|"0.99"}` are the quantiles (within
+//! 1/128) of the latest 10 s bucket, `name_sum` and `name_count` the totals
+//! since the sidecar started, as a Prometheus client's summary reports
+//! them. A summary rather than a histogram because the sketch's bins are
+//! logarithmic and thousands wide: as `le` buckets they would be a series
+//! each, and fixed buckets would throw away the 1/128 accuracy; quantiles
+//! cannot be aggregated across dynos, as with any summary — the Datadog and
+//! OTLP sinks carry the mergeable form.
+//!
+//! Every family has `# HELP` (the metric's DogStatsD name and type) and
+//! `# TYPE`, so `promtool check metrics` passes on a scrape.
 //!
 //! The scrape endpoint serves `/metrics` in the Prometheus text format
 //! (0.0.4, which OpenMetrics scrapers accept) on `listen`. Series never
@@ -38,7 +50,8 @@ use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, It
 use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::prometheus as pb;
 use crate::stats::SinkRegistry;
-use crate::telemetry::{MetricType, Point, Telemetry};
+use crate::telemetry::dogsketch::SUMMARY_QUANTILES;
+use crate::telemetry::{MetricType, Point, SketchPoint, Telemetry};
 
 /// The default scrape address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -54,10 +67,34 @@ struct Value {
     value: f64,
 }
 
+/// A distribution's summary: the latest bucket's quantiles, running totals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    /// In the order of [`SUMMARY_QUANTILES`].
+    quantiles: [f64; SUMMARY_QUANTILES.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// What the scrape shows.
+#[derive(Debug, Default)]
+struct Families {
+    series: BTreeMap<SeriesKey, Value>,
+    summaries: BTreeMap<SeriesKey, Summary>,
+    /// `# HELP` text of each family: the name and type it came with.
+    help: HashMap<String, String>,
+}
+
+impl Families {
+    fn len(&self) -> usize {
+        self.series.len() + self.summaries.len()
+    }
+}
+
 /// The latest value of every series, shared by the sink and its HTTP server.
 #[derive(Debug, Default)]
 pub struct Exporter {
-    series: Mutex<BTreeMap<SeriesKey, Value>>,
+    families: Mutex<Families>,
     /// The scrape server's task; stopped when the last sink using it is gone.
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Where the server listens.
@@ -88,11 +125,13 @@ impl Exporter {
         let key = (name, labels(&point.tags));
         let increment = match point.metric_type {
             MetricType::Gauge | MetricType::Count => point.value,
-            MetricType::Rate => point.value * f64::from(point.interval.max(1)),
+            MetricType::Rate | MetricType::CountRate => {
+                point.value * f64::from(point.interval.max(1))
+            }
         };
-        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        let len = series.len();
-        let value = match series.get_mut(&key) {
+        let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = families.len();
+        let value = match families.series.get_mut(&key) {
             Some(v) => {
                 v.value = if counter {
                     v.value + increment
@@ -106,7 +145,16 @@ impl Exporter {
                     counter,
                     value: increment,
                 };
-                series.insert(key.clone(), v);
+                let kind = match point.metric_type {
+                    MetricType::Gauge => "gauge",
+                    MetricType::Count | MetricType::CountRate => "count",
+                    MetricType::Rate => "rate",
+                };
+                families
+                    .help
+                    .entry(key.0.clone())
+                    .or_insert_with(|| format!("{} ({kind})", point.name));
+                families.series.insert(key.clone(), v);
                 v
             }
             None => return None,
@@ -114,29 +162,91 @@ impl Exporter {
         Some((key, value))
     }
 
+    /// Records a distribution's sketch; returns its summary's series and
+    /// values (`name{quantile=…}`…, `name_sum`, `name_count`) for remote write.
+    fn record_sketch(&self, point: &SketchPoint) -> Vec<(SeriesKey, f64)> {
+        let sketch = &point.sketch;
+        let mut tag_labels = labels(&point.tags);
+        // `quantile` is the summary's own label.
+        tag_labels.retain(|(k, _)| k != "quantile");
+        let key = (sanitize(&point.name), tag_labels);
+        let mut quantiles = [0.0; SUMMARY_QUANTILES.len()];
+        for (slot, (q, _)) in quantiles.iter_mut().zip(SUMMARY_QUANTILES) {
+            *slot = sketch.quantile(q).unwrap_or(f64::NAN);
+        }
+        let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = families.len();
+        let summary = match families.summaries.get_mut(&key) {
+            Some(s) => {
+                s.quantiles = quantiles;
+                s.sum += sketch.sum();
+                s.count += sketch.count();
+                *s
+            }
+            None if len < MAX_SERIES => {
+                let s = Summary {
+                    quantiles,
+                    sum: sketch.sum(),
+                    count: sketch.count(),
+                };
+                families
+                    .help
+                    .entry(key.0.clone())
+                    .or_insert_with(|| format!("{} (distribution)", point.name));
+                families.summaries.insert(key.clone(), s);
+                s
+            }
+            None => return Vec::new(),
+        };
+        let (name, labels) = key;
+        let mut out: Vec<(SeriesKey, f64)> = SUMMARY_QUANTILES
+            .iter()
+            .zip(summary.quantiles)
+            .map(|((q, _), value)| {
+                let mut labels = labels.clone();
+                labels.push(("quantile".to_owned(), q.to_string()));
+                labels.sort();
+                ((name.clone(), labels), value)
+            })
+            .collect();
+        out.push(((format!("{name}_sum"), labels.clone()), summary.sum));
+        out.push(((format!("{name}_count"), labels), summary.count as f64));
+        out
+    }
+
     /// The exposition text of every series.
     pub fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out = String::with_capacity(series.len() * 64);
+        let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(families.len() * 64);
+        let header = |out: &mut String, name: &str, kind: &str| {
+            let help = families.help.get(name).map(String::as_str).unwrap_or(name);
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        };
         let mut last_name: Option<&str> = None;
-        for ((name, labels), value) in series.iter() {
+        for ((name, labels), value) in families.series.iter() {
             if last_name != Some(name) {
-                let kind = if value.counter { "counter" } else { "gauge" };
-                let _ = writeln!(out, "# TYPE {name} {kind}");
+                header(
+                    &mut out,
+                    name,
+                    if value.counter { "counter" } else { "gauge" },
+                );
                 last_name = Some(name);
             }
-            out.push_str(name);
-            if !labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"{}\"", escape(v));
-                }
-                out.push('}');
+            sample(&mut out, name, labels, None, value.value);
+        }
+        let mut last_name: Option<&str> = None;
+        for ((name, labels), summary) in families.summaries.iter() {
+            if last_name != Some(name) {
+                header(&mut out, name, "summary");
+                last_name = Some(name);
             }
-            let _ = writeln!(out, " {}", format_value(value.value));
+            for ((q, _), value) in SUMMARY_QUANTILES.iter().zip(summary.quantiles) {
+                sample(&mut out, name, labels, Some(*q), value);
+            }
+            sample(&mut out, &format!("{name}_sum"), labels, None, summary.sum);
+            let count = summary.count as f64;
+            sample(&mut out, &format!("{name}_count"), labels, None, count);
         }
         out
     }
@@ -215,8 +325,19 @@ impl PrometheusSink {
 impl Sink for PrometheusSink {
     fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
         for item in batch {
-            let Telemetry::Points(points) = item else {
-                continue;
+            let points = match item {
+                Telemetry::Points(points) => points,
+                Telemetry::Sketches(sketches) => {
+                    for point in sketches {
+                        for (key, value) in self.exporter.record_sketch(point) {
+                            if let Some(remote) = &self.remote {
+                                remote.push(0, remote_entry(key, value, point.timestamp));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             for point in points {
                 let Some((key, value)) = self.exporter.record(point) else {
@@ -373,6 +494,39 @@ pub fn labels(tags: &[String]) -> Vec<(String, String)> {
             .or_insert_with(|| value.to_owned());
     }
     labels.into_iter().collect()
+}
+
+/// One sample line: `name{labels[,quantile="q"]} value`.
+fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(String, String)],
+    quantile: Option<f64>,
+    value: f64,
+) {
+    out.push_str(name);
+    if !labels.is_empty() || quantile.is_some() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"{}\"", escape(v));
+        }
+        if let Some(q) = quantile {
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            let _ = write!(out, "quantile=\"{q}\"");
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", format_value(value));
+}
+
+/// `# HELP` text escapes only backslash and newline.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 fn escape(value: &str) -> String {

@@ -7,17 +7,16 @@
 //!
 //! | type | per bucket | emitted as |
 //! | --- | --- | --- |
-//! | `c` | Σ value / rate | `name`: [`Rate`](MetricType::Rate) Σ/10, interval 10 |
+//! | `c` | Σ value / rate | `name`: [`CountRate`](MetricType::CountRate) Σ/10, interval 10 |
 //! | `g` | last value | `name`: gauge |
 //! | `s` | distinct members | `name`: gauge |
-//! | `h`, `ms` | weighted samples | `name.max .median .avg .95percentile` gauges (the configured aggregates and percentiles; also `.min .sum`), `name.count` rate Σweight/10 |
-//! | `d` | a [`Sketch`] (1 %) | `name.p50 .p75 .p90 .p95 .p99 .avg .max .min .sum` gauges, `name.count` [`Count`](MetricType::Count), interval 10 |
+//! | `h`, `ms` | weighted samples | `name.max .median .avg .95percentile` gauges (the configured aggregates and percentiles; also `.min .sum`), `name.count` count-rate Σweight/10 |
+//! | `d` | a [`DogSketch`] (the Agent's, 1/128) | one [`SketchPoint`] `name`, interval 10 |
 //!
-//! Distributions are emitted as percentile gauges for sinks without
-//! sketches; the sketch is kept whole until then so a sketch-aware sink can
-//! be given it later. Their percentile set is Datadog's default one for
-//! distributions (p50, p75, p90, p95, p99), and `.count` is a count (not a
-//! rate) because that is what `count:` of a distribution means in Datadog.
+//! Distributions leave as whole sketches, as the Agent sends them, so that
+//! Datadog can merge every dyno's into one distribution; each sink turns
+//! them into what its backend has (see [`crate::sinks`]). A sample rate `r`
+//! counts a value `round(1/r)` times: the Agent's sketches count whole values.
 //!
 //! Histogram percentiles are the nearest rank over the weighted samples
 //! (the smallest value whose cumulative weight reaches q × total weight);
@@ -46,7 +45,7 @@ use smallvec::SmallVec;
 use crate::receivers::dogstatsd::mapper::{Mapper, MapperError};
 use crate::receivers::dogstatsd::parser::{Metric, MetricKind};
 use crate::telemetry::sketch::Sketch;
-use crate::telemetry::{MetricType, Point};
+use crate::telemetry::{DogSketch, MetricType, Point, SketchPoint};
 
 /// Length of a bucket in seconds, as the agent's.
 pub const BUCKET_SECS: i64 = 10;
@@ -58,14 +57,26 @@ pub const DEFAULT_MAX_SAMPLES: usize = 4096;
 /// Default of [`AggregatorConfig::max_timestamped`].
 pub const DEFAULT_MAX_TIMESTAMPED: usize = 50_000;
 
-/// Percentiles of distributions, as Datadog's defaults; `(q, suffix)`.
-const DISTRIBUTION_PERCENTILES: [(f64, &str); 5] = [
-    (0.5, ".p50"),
-    (0.75, ".p75"),
-    (0.9, ".p90"),
-    (0.95, ".p95"),
-    (0.99, ".p99"),
-];
+/// What a flush emits: points, and the distributions' sketches.
+#[derive(Debug, Default, PartialEq)]
+pub struct Flushed {
+    /// Counts, gauges, sets, histograms and `|T` points.
+    pub points: Vec<Point>,
+    /// One per distribution series and bucket.
+    pub sketches: Vec<SketchPoint>,
+}
+
+impl Flushed {
+    /// Points plus sketches.
+    pub fn len(&self) -> usize {
+        self.points.len() + self.sketches.len()
+    }
+
+    /// Nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Which aggregates histograms and timers report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +192,7 @@ pub struct AggregatorStats {
     pub timestamped_overflow: u64,
     /// Lines renamed by a mapping.
     pub mapped: u64,
-    /// Points emitted by flushes.
+    /// Points and sketches emitted by flushes.
     pub points_flushed: u64,
 }
 
@@ -233,7 +244,7 @@ enum Value {
     /// Hashes of the members: distinct count is all a set reports.
     Set(hashbrown::HashSet<u64, foldhash::fast::FixedState>),
     Histogram(Histogram),
-    Distribution(Box<Sketch>),
+    Distribution(Box<DogSketch>),
 }
 
 impl Aggregator {
@@ -369,8 +380,9 @@ impl Aggregator {
                 }
             }
             Value::Distribution(sketch) => {
+                let n = (weight.round() as u64).max(1);
                 for v in metric.values() {
-                    sketch.add(v, weight);
+                    sketch.insert(v, n);
                 }
             }
         }
@@ -423,7 +435,7 @@ impl Aggregator {
 
     /// The points of every bucket that closed by `now` (unix seconds), and
     /// the pending `|T` points.
-    pub fn flush(&mut self, now: i64) -> Vec<Point> {
+    pub fn flush(&mut self, now: i64) -> Flushed {
         let closed = self
             .buckets
             .partition_point(|b| b.start + BUCKET_SECS <= now);
@@ -432,13 +444,16 @@ impl Aggregator {
     }
 
     /// Every point held, open buckets included: for shutdown.
-    pub fn flush_all(&mut self) -> Vec<Point> {
+    pub fn flush_all(&mut self) -> Flushed {
         let buckets = std::mem::take(&mut self.buckets);
         self.emit(buckets)
     }
 
-    fn emit(&mut self, buckets: Vec<Bucket>) -> Vec<Point> {
-        let mut out = std::mem::take(&mut self.timestamped);
+    fn emit(&mut self, buckets: Vec<Bucket>) -> Flushed {
+        let mut out = Flushed {
+            points: std::mem::take(&mut self.timestamped),
+            sketches: Vec::new(),
+        };
         for bucket in buckets {
             for series in bucket.series {
                 self.emit_series(series, bucket.start, &mut out);
@@ -448,8 +463,21 @@ impl Aggregator {
         out
     }
 
-    fn emit_series(&self, series: Series, timestamp: i64, out: &mut Vec<Point>) {
+    fn emit_series(&self, series: Series, timestamp: i64, flushed: &mut Flushed) {
         let tags: Vec<String> = series.tags.iter().map(|t| t.to_string()).collect();
+        if let Value::Distribution(sketch) = series.value {
+            if sketch.count() > 0 {
+                flushed.sketches.push(SketchPoint {
+                    name: series.name.into(),
+                    timestamp,
+                    interval: BUCKET_SECS as u32,
+                    tags,
+                    sketch: *sketch,
+                });
+            }
+            return;
+        }
+        let out = &mut flushed.points;
         let name = &*series.name;
         let gauge = |suffix: &str, value: f64| Point {
             name: format!("{name}{suffix}"),
@@ -468,9 +496,11 @@ impl Aggregator {
             tags: tags.clone(),
         };
         match series.value {
-            Value::Count(sum) => {
-                out.push(per_bucket("", MetricType::Rate, sum / BUCKET_SECS as f64))
-            }
+            Value::Count(sum) => out.push(per_bucket(
+                "",
+                MetricType::CountRate,
+                sum / BUCKET_SECS as f64,
+            )),
             Value::Gauge(last) => out.push(gauge("", last)),
             Value::Set(members) => out.push(gauge("", members.len() as f64)),
             Value::Histogram(mut hist) => {
@@ -494,7 +524,7 @@ impl Aggregator {
                 if aggs.count {
                     out.push(per_bucket(
                         ".count",
-                        MetricType::Rate,
+                        MetricType::CountRate,
                         stats.count / BUCKET_SECS as f64,
                     ));
                 }
@@ -502,20 +532,8 @@ impl Aggregator {
                     out.push(gauge(suffix, hist.quantile(*q)));
                 }
             }
-            Value::Distribution(sketch) => {
-                let (Some(min), Some(max), Some(avg)) = (sketch.min(), sketch.max(), sketch.avg())
-                else {
-                    return;
-                };
-                for (q, suffix) in DISTRIBUTION_PERCENTILES {
-                    out.push(gauge(suffix, sketch.quantile(q).unwrap_or(max)));
-                }
-                out.push(gauge(".avg", avg));
-                out.push(gauge(".max", max));
-                out.push(gauge(".min", min));
-                out.push(gauge(".sum", sketch.sum()));
-                out.push(per_bucket(".count", MetricType::Count, sketch.count()));
-            }
+            // Emitted whole above.
+            Value::Distribution(_) => {}
         }
     }
 }

@@ -278,19 +278,19 @@ impl Receiver {
                 self.aggregator.flush(unix_now())
             }
         }));
-        let points = match result {
-            Ok(points) => points,
+        let flushed = match result {
+            Ok(flushed) => flushed,
             Err(panic) => {
                 self.stats.dogstatsd.panics.inc();
                 tracing::error!(
                     "dogstatsd: the aggregator panicked while flushing ({})",
                     pipeline::panic_message(panic.as_ref())
                 );
-                Vec::new()
+                Default::default()
             }
         };
         let stats = &self.stats.dogstatsd;
-        stats.points_flushed.add(points.len() as u64);
+        stats.points_flushed.add(flushed.len() as u64);
         let counters = self.aggregator.stats();
         stats.contexts.set(counters.contexts as u64);
         stats.context_overflow.set(counters.context_overflow);
@@ -304,8 +304,11 @@ impl Receiver {
         ) {
             stats.kernel_drops.set(now.saturating_sub(base));
         }
-        if !points.is_empty() {
-            self.pipe.send(Telemetry::Points(points));
+        if !flushed.points.is_empty() {
+            self.pipe.send(Telemetry::Points(flushed.points));
+        }
+        if !flushed.sketches.is_empty() {
+            self.pipe.send(Telemetry::Sketches(flushed.sketches));
         }
     }
 }

@@ -23,6 +23,7 @@ fn points_become_v2_series_with_the_type_numbers_of_the_api() {
     for (metric_type, interval, number) in [
         (MetricType::Count, 10, 1),
         (MetricType::Rate, 10, 2),
+        (MetricType::CountRate, 10, 2),
         (MetricType::Gauge, 0, 3),
     ] {
         let p = point(metric_type, interval);
@@ -232,4 +233,40 @@ fn direct_trace_encoding_decodes_as_prosts_own() {
         assert_eq!(decode(&direct.bytes), decode(&reference.bytes));
         assert_eq!(decode(&direct.bytes).tracer_payloads.len(), 1);
     }
+}
+
+#[test]
+fn sketch_entries_concatenate_into_one_sketch_payload_with_the_agents_fields() {
+    let mut sketch = crate::telemetry::DogSketch::new();
+    for v in [1.0, 2.0, 2.0, 4.0] {
+        sketch.insert(v, 1);
+    }
+    let point = SketchPoint {
+        name: "shop.payload".into(),
+        timestamp: 1_700_000_000,
+        interval: 10,
+        tags: vec!["dyno:web.1".into()],
+        sketch,
+    };
+    let mut body = Vec::new();
+    for _ in 0..2 {
+        let entry = sketch_entry(&point, "shop.web.1");
+        assert_eq!(entry.items, 1);
+        body.extend_from_slice(&entry.bytes);
+    }
+    let payload = pb::SketchPayload::decode(body.as_slice()).unwrap_or_default();
+    assert_eq!(payload.sketches.len(), 2);
+    let sketch = &payload.sketches[0];
+    assert_eq!(
+        (&*sketch.metric, &*sketch.host),
+        ("shop.payload", "shop.web.1")
+    );
+    assert_eq!(sketch.tags, ["dyno:web.1"]);
+    let d = &sketch.dogsketches[0];
+    assert_eq!(
+        (d.ts, d.cnt, d.min, d.max, d.sum, d.avg),
+        (1_700_000_000, 4, 1.0, 4.0, 9.0, 2.25)
+    );
+    assert_eq!(d.k, [1338, 1383, 1427]);
+    assert_eq!(d.n, [1, 2, 1]);
 }

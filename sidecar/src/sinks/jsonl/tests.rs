@@ -292,3 +292,31 @@ fn spec_values_out_of_range_take_the_defaults() {
         }
     );
 }
+
+#[test]
+fn a_sketch_is_one_line_with_its_totals_quantiles_and_bins() {
+    let mut sketch = crate::telemetry::DogSketch::new();
+    for v in [1.0, 2.0, 2.0, 4.0] {
+        sketch.insert(v, 1);
+    }
+    let item = Telemetry::Sketches(vec![crate::telemetry::SketchPoint {
+        name: "shop.payload".into(),
+        timestamp: 1_700_000_000,
+        interval: 10,
+        tags: vec!["dyno:web.1".into()],
+        sketch,
+    }]);
+    let lines = lines(&item, "h");
+    assert_eq!(lines.len(), 1);
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap_or_default();
+    assert_eq!(line["kind"], "sketch");
+    assert_eq!(line["name"], "shop.payload");
+    assert_eq!((&line["count"], &line["sum"]), (&4.into(), &9.0.into()));
+    assert_eq!((&line["min"], &line["max"]), (&1.0.into(), &4.0.into()));
+    // The value its bin stands for (γ^45), within 1/128 of 2.
+    let p50 = line["quantiles"]["p50"].as_f64().unwrap_or(f64::NAN);
+    assert!((p50 - 2.0).abs() <= 2.0 / 128.0, "{p50}");
+    assert_eq!(line["k"], serde_json::json!([1338, 1383, 1427]));
+    assert_eq!(line["n"], serde_json::json!([1, 2, 1]));
+    assert_eq!(line["host"], "h");
+}

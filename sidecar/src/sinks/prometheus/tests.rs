@@ -51,10 +51,11 @@ fn counts_and_rates_accumulate_into_counters_and_gauges_keep_the_last_value() {
     let text = exporter.render();
     assert_eq!(
         text,
-        "# TYPE jobs_done_total counter\njobs_done_total{q=\"x\"} 7\n\
-         # TYPE mem_rss gauge\nmem_rss 5\n\
-         # TYPE odd gauge\nodd{msg=\"say \\\"hi\\\"\"} 1\n\
-         # TYPE req_total counter\nreq_total 5\n"
+        "# HELP jobs_done_total jobs.done (count)\n# TYPE jobs_done_total counter\n\
+         jobs_done_total{q=\"x\"} 7\n\
+         # HELP mem_rss mem.rss (gauge)\n# TYPE mem_rss gauge\nmem_rss 5\n\
+         # HELP odd odd (gauge)\n# TYPE odd gauge\nodd{msg=\"say \\\"hi\\\"\"} 1\n\
+         # HELP req_total req (rate)\n# TYPE req_total counter\nreq_total 5\n"
     );
 }
 
@@ -76,4 +77,36 @@ fn a_remote_write_entry_decodes_as_a_write_request_with_sorted_labels() {
         .collect();
     assert_eq!(names, ["__name__", "a", "b"]);
     assert_eq!(request.timeseries[0].samples[0].timestamp, 10_000);
+}
+
+#[test]
+fn a_distribution_is_a_summary_of_its_latest_quantiles_and_running_totals() {
+    let exporter = Exporter::default();
+    let sketch_point = |values: &[f64]| {
+        let mut sketch = crate::telemetry::DogSketch::new();
+        for v in values {
+            sketch.insert(*v, 1);
+        }
+        SketchPoint {
+            name: "shop.payload".into(),
+            timestamp: 1_700_000_000,
+            interval: 10,
+            tags: vec!["route:a".into()],
+            sketch,
+        }
+    };
+    exporter.record_sketch(&sketch_point(&[1000.0; 4]));
+    let series = exporter.record_sketch(&sketch_point(&[1.0, 1.0]));
+    assert_eq!(series.len(), 6);
+    let text = exporter.render();
+    assert_eq!(
+        text,
+        "# HELP shop_payload shop.payload (distribution)\n# TYPE shop_payload summary\n\
+         shop_payload{route=\"a\",quantile=\"0.5\"} 1\n\
+         shop_payload{route=\"a\",quantile=\"0.9\"} 1\n\
+         shop_payload{route=\"a\",quantile=\"0.95\"} 1\n\
+         shop_payload{route=\"a\",quantile=\"0.99\"} 1\n\
+         shop_payload_sum{route=\"a\"} 4002\n\
+         shop_payload_count{route=\"a\"} 6\n"
+    );
 }

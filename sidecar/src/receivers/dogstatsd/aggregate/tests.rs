@@ -20,7 +20,8 @@ fn feed(agg: &mut Aggregator, lines: &[&str], now: i64) {
 type Summary = (String, MetricType, f64, Vec<String>);
 
 /// The points, sorted by name then tags.
-fn summary(mut points: Vec<Point>) -> Vec<Summary> {
+fn summary(flushed: Flushed) -> Vec<Summary> {
+    let mut points = flushed.points;
     points.sort_by(|a, b| (&a.name, &a.tags).cmp(&(&b.name, &b.tags)));
     points
         .into_iter()
@@ -43,7 +44,7 @@ fn p(name: &str, t: MetricType, v: f64, tags: &[&str]) -> Summary {
     )
 }
 
-use MetricType::{Count, Gauge, Rate};
+use MetricType::{Count, CountRate, Gauge};
 
 #[test]
 fn semantics_per_type() {
@@ -53,17 +54,17 @@ fn semantics_per_type() {
         (
             "count as rate",
             vec!["hits:1|c"; 1000],
-            vec![p("hits", Rate, 100.0, &[])],
+            vec![p("hits", CountRate, 100.0, &[])],
         ),
         (
             "count sample rate",
             vec!["hits:1|c|@0.1"; 10],
-            vec![p("hits", Rate, 10.0, &[])],
+            vec![p("hits", CountRate, 10.0, &[])],
         ),
         (
             "count multi-value",
             vec!["hits:1:2:3|c"],
-            vec![p("hits", Rate, 0.6, &[])],
+            vec![p("hits", CountRate, 0.6, &[])],
         ),
         (
             "gauge last",
@@ -86,7 +87,7 @@ fn semantics_per_type() {
             vec![
                 p("lat.95percentile", Gauge, 95.0, &[]),
                 p("lat.avg", Gauge, 50.5, &[]),
-                p("lat.count", Rate, 10.0, &[]),
+                p("lat.count", CountRate, 10.0, &[]),
                 p("lat.max", Gauge, 100.0, &[]),
                 p("lat.median", Gauge, 50.0, &[]),
             ],
@@ -97,25 +98,9 @@ fn semantics_per_type() {
             vec![
                 p("t.95percentile", Gauge, 20.0, &[]),
                 p("t.avg", Gauge, 40.0 / 3.0, &[]),
-                p("t.count", Rate, 0.3, &[]),
+                p("t.count", CountRate, 0.3, &[]),
                 p("t.max", Gauge, 20.0, &[]),
                 p("t.median", Gauge, 10.0, &[]),
-            ],
-        ),
-        (
-            "distribution",
-            vec!["d:1:2:3:4|d", "d:5|d|@0.5"],
-            vec![
-                p("d.avg", Gauge, 20.0 / 6.0, &[]),
-                p("d.count", Count, 6.0, &[]),
-                p("d.max", Gauge, 5.0, &[]),
-                p("d.min", Gauge, 1.0, &[]),
-                p("d.p50", Gauge, 3.0, &[]),
-                p("d.p75", Gauge, 4.0, &[]),
-                p("d.p90", Gauge, 5.0, &[]),
-                p("d.p95", Gauge, 5.0, &[]),
-                p("d.p99", Gauge, 5.0, &[]),
-                p("d.sum", Gauge, 20.0, &[]),
             ],
         ),
     ];
@@ -153,10 +138,10 @@ fn contexts_are_name_and_sorted_deduplicated_tags() {
     assert_eq!(
         got,
         [
-            p("c", Rate, 0.1, &[]),
-            p("c", Rate, 0.1, &["a"]),
-            p("c", Rate, 0.3, &["a", "b"]),
-            p("d", Rate, 0.1, &["a", "b"]),
+            p("c", CountRate, 0.1, &[]),
+            p("c", CountRate, 0.1, &["a"]),
+            p("c", CountRate, 0.3, &["a", "b"]),
+            p("d", CountRate, 0.1, &["a", "b"]),
         ]
     );
 }
@@ -188,6 +173,38 @@ fn configured_aggregates_and_percentiles() {
 }
 
 #[test]
+fn distributions_leave_as_one_agent_sketch_per_series_and_bucket() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(&mut agg, &["d:1:2:3:4|d|#b,a", "d:5|d|@0.5|#a,b"], T0 + 3);
+    let flushed = agg.flush(T0 + 10);
+    assert!(
+        flushed.points.is_empty(),
+        "no percentile gauges: {flushed:?}"
+    );
+    let [point] = flushed.sketches.as_slice() else {
+        panic!("one sketch: {flushed:?}")
+    };
+    assert_eq!(
+        (&*point.name, point.timestamp, point.interval),
+        ("d", T0, 10)
+    );
+    assert_eq!(point.tags, ["a", "b"]);
+    let sketch = &point.sketch;
+    // The sample rate 0.5 counts 5 twice, as the Agent counts it.
+    assert_eq!(sketch.count(), 6);
+    assert_eq!(
+        (sketch.min(), sketch.max(), sketch.sum()),
+        (Some(1.0), Some(5.0), 20.0)
+    );
+    let keys: Vec<i16> = sketch.key_counts().iter().map(|(k, _)| *k).collect();
+    let want: Vec<i16> = [1.0, 2.0, 3.0, 4.0, 5.0]
+        .map(crate::telemetry::dogsketch::key)
+        .to_vec();
+    assert_eq!(keys, want);
+    assert_eq!(sketch.key_counts().last(), Some(&(want[4], 2)));
+}
+
+#[test]
 fn buckets_align_to_the_wall_clock() {
     let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
     feed(&mut agg, &["c:1|c"], T0 + 9);
@@ -195,7 +212,7 @@ fn buckets_align_to_the_wall_clock() {
     feed(&mut agg, &["c:1|c"], T0 + 25);
     // Nothing is closed before its end.
     assert!(agg.flush(T0 + 9).is_empty());
-    let first = agg.flush(T0 + 10);
+    let first = agg.flush(T0 + 10).points;
     assert_eq!(
         first
             .iter()
@@ -203,7 +220,7 @@ fn buckets_align_to_the_wall_clock() {
             .collect::<Vec<_>>(),
         [(T0, 10, 0.1)]
     );
-    let rest = agg.flush(T0 + 30);
+    let rest = agg.flush(T0 + 30).points;
     assert_eq!(
         rest.iter().map(|p| p.timestamp).collect::<Vec<_>>(),
         [T0 + 10, T0 + 20]
@@ -232,7 +249,7 @@ fn timestamped_points_bypass_aggregation() {
         ],
         T0,
     );
-    let points = agg.flush(T0);
+    let points = agg.flush(T0).points;
     assert_eq!(
         points
             .iter()
@@ -275,14 +292,14 @@ fn mappings_rename_and_tag() {
     assert_eq!(
         summary(agg.flush(T0 + 10)),
         [
-            p("other", Rate, 0.1, &[]),
+            p("other", CountRate, 0.1, &[]),
             p(
                 "sidekiq.jobs.perform",
-                Rate,
+                CountRate,
                 0.1,
                 &["env:prod", "worker:Hard"]
             ),
-            p("sidekiq.jobs.perform", Rate, 0.1, &["worker:Soft"]),
+            p("sidekiq.jobs.perform", CountRate, 0.1, &["worker:Soft"]),
         ]
     );
     assert_eq!(agg.stats().mapped, 2);
@@ -321,8 +338,8 @@ fn contexts_are_bounded() {
     assert_eq!(
         summary(agg.flush(T0 + 10)),
         [
-            p("a", Rate, 0.2, &[]),
-            p("b", Rate, 0.1, &[]),
+            p("a", CountRate, 0.2, &[]),
+            p("b", CountRate, 0.1, &[]),
             p("d", Gauge, 1.0, &[])
         ]
     );
@@ -375,7 +392,7 @@ fn reconfigure_keeps_open_buckets() {
     })
     .unwrap();
     feed(&mut agg, &["c:1|c"], T0);
-    assert_eq!(summary(agg.flush(T0 + 10)), [p("c", Rate, 0.2, &[])]);
+    assert_eq!(summary(agg.flush(T0 + 10)), [p("c", CountRate, 0.2, &[])]);
 }
 
 #[test]
