@@ -10,6 +10,8 @@
 # (honours CARGO_TARGET_DIR; everything listens on 127.0.0.1 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 secs=${1:-60} spans=${2:-10000} metrics=${3:-200000} down_from=${4:-} down_for=${5:-30}
 target=${CARGO_TARGET_DIR:-target}
 
@@ -56,20 +58,7 @@ spec:
 YAML
 "$operator" render -f "$tmp/observability.yaml" --dyno web.1 > "$tmp/dyno.yaml"
 
-intake() {
-  python3 -c '
-import http.server, socketserver, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(202); self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$intake_port" &
-  intake_pid=$!
-}
+intake() { start_intake "$intake_port"; }
 intake
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; uptime:$(uptime | sed 's/.*load average/ load average/')"

@@ -7,23 +7,13 @@
 # Usage: bench/sinks-load.sh [seconds=60] [spans/s=10000] [points/s=20000] [down_from=15] [down_for=30] [buffer=8388608]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 secs=${1:-60} spans=${2:-10000} points=${3:-20000} down_from=${4:-15} down_for=${5:-30} buffer=${6:-8388608}
 port=18126
 cargo build --release -q -p dynoscope-sidecar --example sink_load
 bin=${CARGO_TARGET_DIR:-target}/release/examples/sink_load
-intake() {
-  python3 -c '
-import http.server, socketserver, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(202); self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$port" &
-  intake_pid=$!
-}
+intake() { start_intake "$port"; }
 intake
 sleep 0.5
 "$bin" "http://127.0.0.1:$port" "$secs" "$spans" "$points" "$buffer" &
