@@ -251,6 +251,20 @@ impl Aggregator {
     /// A new aggregator; fails only on a mapping that is not a valid regex.
     pub fn new(config: AggregatorConfig) -> Result<Self, MapperError> {
         let mapper = Mapper::new(&config.mappings)?;
+        Ok(Self::with_mapper(config, mapper))
+    }
+
+    /// An aggregator that maps no name: for a config whose mappings do not
+    /// compile, so that the metrics still flow, unmapped.
+    pub fn without_mappings(config: AggregatorConfig) -> Self {
+        let config = AggregatorConfig {
+            mappings: Vec::new(),
+            ..config
+        };
+        Self::with_mapper(config, Mapper::none())
+    }
+
+    fn with_mapper(config: AggregatorConfig, mapper: Mapper) -> Self {
         let percentile_suffixes = config
             .percentiles
             .iter()
@@ -263,7 +277,7 @@ impl Aggregator {
                 )
             })
             .collect();
-        Ok(Self {
+        Self {
             config,
             mapper,
             percentile_suffixes,
@@ -271,7 +285,7 @@ impl Aggregator {
             timestamped: Vec::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x6479_6e6f),
             stats: AggregatorStats::default(),
-        })
+        }
     }
 
     /// Applies a new config to the samples received from now on. Open

@@ -49,6 +49,14 @@ pub struct MapperError {
 }
 
 impl Mapper {
+    /// No mappings: every name stays as it is.
+    pub fn none() -> Self {
+        Mapper {
+            set: RegexSet::empty(),
+            rules: Vec::new(),
+        }
+    }
+
     /// Compiles the mappings. Patterns are anchored to the whole name.
     pub fn new(specs: &[MappingSpec]) -> Result<Self, MapperError> {
         let anchored: Vec<String> = specs
@@ -173,9 +181,10 @@ mod tests {
 
     #[test]
     fn empty_mapper_maps_nothing() {
-        let mapper = Mapper::new(&[]).unwrap();
-        assert!(mapper.is_empty());
-        assert_eq!(mapper.map("anything"), None);
+        for mapper in [Mapper::new(&[]).unwrap(), Mapper::none()] {
+            assert!(mapper.is_empty());
+            assert_eq!(mapper.map("anything"), None);
+        }
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl Receiver {
     ) -> Self {
         let aggregator = Aggregator::new(aggregator_config(config)).unwrap_or_else(|err| {
             tracing::error!("dogstatsd mappings ignored: {err}");
-            Aggregator::new(AggregatorConfig::default()).unwrap_or_else(|_| unreachable!())
+            Aggregator::without_mappings(aggregator_config(config))
         });
         let mut receiver = Receiver {
             endpoint: Endpoint::default(),
