@@ -23,7 +23,7 @@ use dynoscope_sidecar::telemetry::{
 };
 use dynoscope_tests::harness::{python, render, status_of, Sidecar};
 use dynoscope_tests::intake::{get, Intake, Prometheus};
-use dynoscope_tests::servers::free_port;
+use dynoscope_tests::servers::{free_port, Certificate};
 use dynoscope_tests::{bin, wait_for};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -119,9 +119,13 @@ fn fast(buffer_bytes: u64) -> DeliveryConfig {
 }
 
 fn datadog(intake: &Intake, config: DeliveryConfig) -> (DatadogSink, Arc<SinkStats>) {
+    datadog_at(&intake.url, config)
+}
+
+fn datadog_at(url: &str, config: DeliveryConfig) -> (DatadogSink, Arc<SinkStats>) {
     let options = DatadogOptions {
         site: "datadoghq.com".into(),
-        endpoint: Some(intake.url.clone()),
+        endpoint: Some(url.to_owned()),
         api_key: KEY.into(),
         api_key_source: "environment variable DD_API_KEY".into(),
         hostname: "shop.web.1".into(),
@@ -415,6 +419,126 @@ fn datadog_400_drops_the_batch_and_counts_it_and_the_next_batch_goes_through() {
     sink.flush().unwrap();
     assert_eq!(stats.sent.points.get(), 1);
     assert_eq!(intake.requests().len(), 2);
+}
+
+#[test]
+fn an_https_intake_with_an_untrusted_certificate_is_a_connection_error_and_nothing_is_sent() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Certificate::generate(dir.path());
+    let port = free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(port.to_string())
+        .arg("-cert")
+        .arg(&cert.cert)
+        .arg("-key")
+        .arg(&cert.key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "openssl s_server listening",
+        || TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let (mut sink, stats) = datadog_at(&format!("https://127.0.0.1:{port}"), fast(1 << 20));
+    sink.write(&[Telemetry::Points(vec![point(
+        "secure",
+        MetricType::Gauge,
+        1.0,
+        now(),
+    )])])
+    .unwrap();
+    wait_for(Duration::from_secs(10), "a failed TLS handshake", || {
+        (stats.errors.connection.get() >= 1).then_some(())
+    });
+    // Read before the server stops: a retry after that fails with "connection refused".
+    let error = stats.last_error.lock().unwrap().clone().unwrap_or_default();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(!error.contains(KEY), "{error}");
+    assert_eq!(stats.errors.timeout.get(), 0);
+    assert_eq!(
+        stats.errors.status_5xx.get() + stats.errors.status_4xx.get(),
+        0
+    );
+    assert_eq!(stats.sent.points.get(), 0);
+}
+
+/// Answers every request on a connection with 202 `{}`; counts the connections.
+fn keep_alive_intake() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || answer_each_request(stream));
+        }
+    });
+    (url, connections)
+}
+
+fn answer_each_request(mut stream: TcpStream) {
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut reader, &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err()
+            || stream
+                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn successive_batches_reuse_one_kept_alive_connection() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let (url, connections) = keep_alive_intake();
+    let (mut sink, stats) = datadog_at(&url, fast(1 << 20));
+    for i in 0..3 {
+        sink.write(&[Telemetry::Points(vec![point(
+            "kept",
+            MetricType::Gauge,
+            f64::from(i),
+            now(),
+        )])])
+        .unwrap();
+        sink.flush().unwrap();
+    }
+    assert_eq!(stats.sent.points.get(), 3);
+    assert_eq!(stats.batches.get(), 3);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection for three batches"
+    );
 }
 
 #[test]

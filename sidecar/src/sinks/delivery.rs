@@ -44,12 +44,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, RETRY_AFTER, USER_AGENT};
-use http::{Request, StatusCode, Uri};
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{StatusCode, Uri};
 use tokio::sync::Notify;
 
 use super::BuildError;
@@ -578,11 +573,13 @@ fn delivery_runtime() -> Result<tokio::runtime::Handle, String> {
         .clone()
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The one HTTP client (http and https, rustls with the system's roots).
-fn http_client() -> Result<HttpClient, String> {
-    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+/// The one HTTP client of every network sink: one connection pool,
+/// HTTP/1.1 keep-alive, http and https (rustls, ring, the system's roots).
+/// Redirects are not followed (a 3xx is refused like a 4xx: following one
+/// would carry the API key header to another host), and no proxy is taken
+/// from the environment.
+fn http_client() -> Result<reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
@@ -600,14 +597,14 @@ fn http_client() -> Result<HttpClient, String> {
             .map_err(|err| format!("TLS setup: {err}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .build();
-            Ok(Client::builder(TokioExecutor::new())
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .http1_only()
                 .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .map_err(|err| describe(&err))
         })
         .clone()
 }
@@ -655,7 +652,7 @@ async fn compressed(shared: &Shared, endpoint: usize, raw: Bytes) -> Bytes {
 }
 
 /// The delivery task.
-async fn run(shared: Arc<Shared>, client: HttpClient) {
+async fn run(shared: Arc<Shared>, client: reqwest::Client) {
     let mut refused_logged = BTreeSet::new();
     let mut closed_at: Option<Instant> = None;
     loop {
@@ -701,7 +698,7 @@ enum Outcome {
 /// Posts `batch` until it is delivered, refused, or `give_up_at` passes.
 async fn send(
     shared: &Shared,
-    client: &HttpClient,
+    client: &reqwest::Client,
     batch: &Batch,
     give_up_at: Option<Instant>,
     refused_logged: &mut BTreeSet<u16>,
@@ -774,42 +771,42 @@ async fn send(
 
 async fn attempt_once(
     shared: &Shared,
-    client: &HttpClient,
+    client: &reqwest::Client,
     endpoint: &Endpoint,
     batch: &Batch,
     refused_logged: &mut BTreeSet<u16>,
 ) -> Outcome {
     let stats = &shared.stats;
     let uri = batch.target.as_ref().map_or(&endpoint.uri, |t| &t.uri);
-    let mut request = Request::post(uri.clone());
-    if let Some(headers) = request.headers_mut() {
-        if let Some(target) = &batch.target {
-            headers.extend(target.headers.clone());
-        }
-        // Extending replaces same-named headers: the endpoint's credentials win.
-        headers.extend(endpoint.headers.clone());
-        headers
-            .entry(USER_AGENT)
-            .or_insert(HeaderValue::from_static(concat!(
-                "dynoscope/",
-                env!("CARGO_PKG_VERSION")
-            )));
-        let encoding = match endpoint.compression {
-            Compression::Gzip => Some("gzip"),
-            Compression::Snappy => Some("snappy"),
-            Compression::None => None,
-        };
-        if let Some(encoding) = encoding {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
-        }
-    }
-    let request = match request.body(Full::new(batch.body.clone())) {
-        Ok(request) => request,
+    let url = match reqwest::Url::parse(&uri.to_string()) {
+        Ok(url) => url,
         Err(err) => {
-            stats.set_last_error(format!("{}: invalid request: {err}", endpoint.name));
+            stats.set_last_error(format!("{}: invalid URL: {err}", endpoint.name));
             return Outcome::Refused;
         }
     };
+    let mut request = reqwest::Request::new(http::Method::POST, url);
+    let headers = request.headers_mut();
+    if let Some(target) = &batch.target {
+        headers.extend(target.headers.clone());
+    }
+    // Extending replaces same-named headers: the endpoint's credentials win.
+    headers.extend(endpoint.headers.clone());
+    headers
+        .entry(USER_AGENT)
+        .or_insert(HeaderValue::from_static(concat!(
+            "dynoscope/",
+            env!("CARGO_PKG_VERSION")
+        )));
+    let encoding = match endpoint.compression {
+        Compression::Gzip => Some("gzip"),
+        Compression::Snappy => Some("snappy"),
+        Compression::None => None,
+    };
+    if let Some(encoding) = encoding {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    *request.body_mut() = Some(reqwest::Body::from(batch.body.clone()));
     let mut timeout = shared.config.request_timeout;
     if let Some(flush) = shared.flush_deadline() {
         timeout = timeout.min(
@@ -818,7 +815,7 @@ async fn attempt_once(
                 .max(Duration::from_millis(50)),
         );
     }
-    let response = match tokio::time::timeout(timeout, client.request(request)).await {
+    let response = match tokio::time::timeout(timeout, client.execute(request)).await {
         Err(_) => {
             stats.errors.timeout.inc();
             stats.set_last_error(format!("{}: no response within {timeout:?}", endpoint.name));
@@ -826,7 +823,12 @@ async fn attempt_once(
         }
         Ok(Err(err)) => {
             stats.errors.connection.inc();
-            stats.set_last_error(format!("{}: {}", endpoint.name, describe(&err)));
+            // Without the URL: a URL may carry credentials (user:password@).
+            stats.set_last_error(format!(
+                "{}: {}",
+                endpoint.name,
+                describe(&err.without_url())
+            ));
             return Outcome::Retry(None);
         }
         Ok(Ok(response)) => response,
