@@ -148,8 +148,14 @@ async fn postgres_metrics_move_with_load() {
 
     let ok = seen.service_check("postgres.can_connect", 0).await;
     let port = format!("port:{}", pg.port);
+    // As the Agent's postgres check: `host:` on the service check, `server:` on the metrics.
     assert!(
-        ok.tags.contains(&"server:127.0.0.1".to_owned()),
+        ok.tags.contains(&"host:127.0.0.1".to_owned()),
+        "{:?}",
+        ok.tags
+    );
+    assert!(
+        !ok.tags.iter().any(|t| t.starts_with("server:")),
         "{:?}",
         ok.tags
     );
@@ -158,6 +164,12 @@ async fn postgres_metrics_move_with_load() {
     // The second run has rates; the table is empty and nothing inserts.
     let before = seen.batch("postgresql.rows_inserted").await;
     let inserted_before = value(&before, "postgresql.rows_inserted");
+    assert!(
+        before
+            .iter()
+            .all(|p| has_tag(p, "server:127.0.0.1") && has_tag(p, "db:app")),
+        "{before:?}"
+    );
     assert_eq!(inserted_before, 0.0, "nothing inserted yet");
     assert_eq!(value(&before, "postgresql.max_connections"), 50.0);
     let connections = value(&before, "postgresql.connections");

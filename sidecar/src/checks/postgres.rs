@@ -12,6 +12,19 @@ use crate::telemetry::Point;
 /// Datadog's name for the can-connect service check.
 pub const SERVICE_CHECK: &str = "postgres.can_connect";
 
+/// The tags of `postgres.can_connect` from an instance's tags: the Agent's
+/// postgres check tags its service check `host:`, `port:`, `db:` where its
+/// metrics carry `server:`.
+pub fn service_check_tags(mut tags: Vec<String>) -> Vec<String> {
+    for tag in &mut tags {
+        if let Some(host) = tag.strip_prefix("server:") {
+            *tag = format!("host:{host}");
+        }
+    }
+    tags.sort_unstable();
+    tags
+}
+
 /// How many tables `relations: true` reports, largest first.
 const RELATIONS_LIMIT: i64 = 20;
 
@@ -89,7 +102,9 @@ impl Postgres {
         }
     }
 
-    /// `server:`, `port:`, `db:`.
+    /// `server:`, `port:`, `db:` — the tags of the points, as the Agent's
+    /// postgres check adds its generic `server:` tag to its metrics; its
+    /// `postgres.can_connect` says `host:` instead ([`service_check_tags`]).
     pub fn tags(&self) -> Vec<String> {
         vec![
             format!("server:{}", self.target.host),

@@ -253,7 +253,11 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
                     timestamp,
                     hostname: None,
                     message,
-                    tags: with_extra(tags, &config.tags),
+                    tags: if service_check == super::postgres::SERVICE_CHECK {
+                        super::postgres::service_check_tags(with_extra(tags, &config.tags))
+                    } else {
+                        with_extra(tags, &config.tags)
+                    },
                     origin: None,
                 }
             })
