@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use dynoscope_crds::dyno::DynoConfigError;
 use dynoscope_crds::manifest::{self, ManifestError};
+use dynoscope_crds::observability::SinkSpec;
 use dynoscope_crds::procfile::{Procfile, ProcfileError};
 use dynoscope_crds::render::{self, RenderError, RenderInput};
 use dynoscope_crds::{defaults, DynoConfig};
@@ -314,6 +315,51 @@ pub fn app_env(
     }
     vars.retain(|(name, _)| env(name).is_none());
     vars
+}
+
+/// What the pipeline needs from the dyno's config; derived with [`PipelineConfig::from_dyno`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineConfig {
+    /// The dyno, e.g. `web.1`: the `source=` of Heroku log lines.
+    pub dyno: String,
+    /// Host name of points and spans that carry none.
+    pub hostname: String,
+    /// Tags added to every point, event and service check, sorted and de-duplicated.
+    pub tags: Vec<String>,
+    /// Where telemetry goes; empty means it is dropped after counting.
+    pub sinks: Vec<SinkSpec>,
+}
+
+impl PipelineConfig {
+    /// No tags, no sinks: observability is off.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// The pipeline's part of a DynoConfig, with a `version:` reference resolved by `env`.
+    pub fn from_dyno(config: &DynoConfig, env: impl Fn(&str) -> Option<String>) -> Self {
+        if !config.enabled {
+            return Self::off();
+        }
+        let mut tags = config.tags.clone();
+        // A literal version is already among the tags; a reference is the sidecar's to resolve.
+        if let Some(version) = config
+            .version
+            .as_ref()
+            .filter(|v| !v.is_literal())
+            .and_then(|v| v.resolve(&env))
+        {
+            tags.push(format!("version:{version}"));
+            tags.sort_unstable();
+            tags.dedup();
+        }
+        PipelineConfig {
+            dyno: config.dyno.clone(),
+            hostname: config.hostname.clone(),
+            tags,
+            sinks: config.sinks.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //! - [`supervisor`]: the app in its own process group; forwarded signals,
 //!   the grace period, zombie reaping, the exit status.
 //! - [`config`]: where the DynoConfig comes from (file, or a manifest
-//!   rendered for `$DYNO`), what changed, the app's `DD_*` environment.
+//!   rendered for `$DYNO`), what changed, the app's `DD_*` environment, and
+//!   the part of it the pipeline and its sinks follow ([`config::PipelineConfig`]).
 //! - [`config_watch`]: hot reload; publishes each valid config on a watch
 //!   channel every component follows.
 //! - [`sampler`]: dyno memory (cgroup), load, the app's process tree, the
@@ -32,6 +33,10 @@
 //!   thread of its own from a byte-bounded queue; full, it drops and counts.
 //! - [`stats`]: every internal counter, in one place.
 //! - [`clock`]: unix time, once.
+//!
+//! Rooms depend one way: receivers, sampler and checks → pipeline → sinks;
+//! status reads counters (`stats`) and is written to by the others; none of
+//! these imports a room that imports it back.
 //!
 //! Telemetry flows receivers / sampler → [`pipeline::PipelineHandle::send`]
 //! → pipeline task (tag) → sinks; config flows file → [`config_watch`] →

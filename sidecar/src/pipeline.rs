@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynoscope_crds::observability::SinkSpec;
-use dynoscope_crds::DynoConfig;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 
+pub use crate::config::PipelineConfig;
 use crate::sinks::{self, BuildError, Sink};
 use crate::stats::{SinkRegistry, Stats};
 use crate::telemetry::{Telemetry, TracerTelemetry};
@@ -53,51 +53,6 @@ pub const QUEUE_CAPACITY: usize = 8192;
 pub const QUEUE_BYTES: usize = 16 << 20;
 /// Items taken from the queue at once.
 const BATCH: usize = 512;
-
-/// What the pipeline needs from the dyno's config; derived with [`PipelineConfig::from_dyno`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PipelineConfig {
-    /// The dyno, e.g. `web.1`: the `source=` of Heroku log lines.
-    pub dyno: String,
-    /// Host name of points and spans that carry none.
-    pub hostname: String,
-    /// Tags added to every point, event and service check, sorted and de-duplicated.
-    pub tags: Vec<String>,
-    /// Where telemetry goes; empty means it is dropped after counting.
-    pub sinks: Vec<SinkSpec>,
-}
-
-impl PipelineConfig {
-    /// No tags, no sinks: observability is off.
-    pub fn off() -> Self {
-        Self::default()
-    }
-
-    /// The pipeline's part of a DynoConfig, with a `version:` reference resolved by `env`.
-    pub fn from_dyno(config: &DynoConfig, env: impl Fn(&str) -> Option<String>) -> Self {
-        if !config.enabled {
-            return Self::off();
-        }
-        let mut tags = config.tags.clone();
-        // A literal version is already among the tags; a reference is the sidecar's to resolve.
-        if let Some(version) = config
-            .version
-            .as_ref()
-            .filter(|v| !v.is_literal())
-            .and_then(|v| v.resolve(&env))
-        {
-            tags.push(format!("version:{version}"));
-            tags.sort_unstable();
-            tags.dedup();
-        }
-        PipelineConfig {
-            dyno: config.dyno.clone(),
-            hostname: config.hostname.clone(),
-            tags,
-            sinks: config.sinks.clone(),
-        }
-    }
-}
 
 /// What the queue carries, with the size it was charged against [`QUEUE_BYTES`].
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dynoscope_crds::sidecar_status::SamplerStatus;
 use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
 
@@ -284,7 +285,15 @@ fn take(
         tracing::debug!("sampler: {}", sample.errors.join("; "));
     }
     let points = points(&sample);
-    status.set_sample(&sample, &points);
+    status.set_sampler(SamplerStatus {
+        at: sample.at,
+        memory_source: match serde_json::to_value(sample.source) {
+            Ok(serde_json::Value::String(source)) => source,
+            _ => format!("{:?}", sample.source),
+        },
+        values: points.iter().map(|p| (p.name.clone(), p.value)).collect(),
+        errors: sample.errors.clone(),
+    });
     pipeline.send(Telemetry::Points(points));
     let over_quota = log_lines::r14_lines(sample.dyno.total(), sample.quota);
     if over_quota.is_some() {

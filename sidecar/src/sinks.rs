@@ -33,7 +33,7 @@ pub mod stdout;
 
 use dynoscope_crds::observability::SinkSpec;
 
-use crate::pipeline::PipelineConfig;
+use crate::config::PipelineConfig;
 use crate::stats::SinkRegistry;
 use crate::telemetry::{Telemetry, TracerTelemetry};
 

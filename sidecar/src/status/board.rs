@@ -18,9 +18,7 @@ use serde_json::Value;
 
 use crate::checks::ChecksHandle;
 use crate::clock::unix_now;
-use crate::sampler::Sample;
 use crate::stats::{KindCounts, SinkStats, Stats};
-use crate::telemetry::Point;
 
 /// The shared board.
 #[derive(Debug)]
@@ -113,17 +111,8 @@ impl StatusBoard {
         board.app.exit_code = Some(code);
     }
 
-    /// The last sample and its points.
-    pub fn set_sample(&self, sample: &Sample, points: &[Point]) {
-        let section = SamplerStatus {
-            at: sample.at,
-            memory_source: match serde_json::to_value(sample.source) {
-                Ok(Value::String(source)) => source,
-                _ => format!("{:?}", sample.source),
-            },
-            values: points.iter().map(|p| (p.name.clone(), p.value)).collect(),
-            errors: sample.errors.clone(),
-        };
+    /// The sampler's last sample, as the sampler describes it.
+    pub fn set_sampler(&self, section: SamplerStatus) {
         self.lock().sampler = Some(section);
     }
 
