@@ -134,6 +134,40 @@ impl Drop for Sidecar {
 
 /// The virtualenv's Python, with ddtrace, datadog and opentelemetry-proto:
 /// `DYNOSCOPE_PYTHON`, else the repository's `.venv`.
+/// Runs the Python `script` (the venv's, with the real decoders such as
+/// `opentelemetry-proto`) on `bodies`, each written to a file whose path is
+/// an argument, in order; returns what it printed as JSON. Fails the test
+/// with the script's stderr when it fails.
+pub fn decode_with_python(script: &str, bodies: &[&[u8]]) -> Value {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let paths: Vec<PathBuf> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let path = dir.path().join(format!("{i}.pb"));
+            std::fs::write(&path, body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            path
+        })
+        .collect();
+    let output = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(&paths)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python: {e}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the decoder printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
 pub fn python() -> String {
     if let Ok(python) = std::env::var("DYNOSCOPE_PYTHON") {
         return python;

@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dynoscope_tests::harness::{python, render, status_of, Sidecar};
+use dynoscope_tests::harness::{decode_with_python, render, status_of, Sidecar};
 use dynoscope_tests::intake::{get, Intake};
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::wait_for;
@@ -303,7 +303,6 @@ print(json.dumps(out))
 
 #[test]
 fn otlp_gets_monotonic_delta_counts_and_exponential_histograms() {
-    let python = python();
     let intake = Intake::start();
     let dyno = Dyno::start(&format!(
         "  - {{type: otlp, endpoint: \"{}\"}}\n",
@@ -313,29 +312,9 @@ fn otlp_gets_monotonic_delta_counts_and_exponential_histograms() {
     lines.extend(distribution_lines("shop.payload"));
     dyno.send(&lines);
 
-    let dir = tempfile::tempdir().unwrap();
     let decode = |requests: &[dynoscope_tests::intake::Recorded]| -> Vec<Value> {
-        let paths: Vec<String> = requests
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let path = dir.path().join(format!("{i}.pb"));
-                std::fs::write(&path, &r.body).unwrap();
-                path.display().to_string()
-            })
-            .collect();
-        let output = Command::new(&python)
-            .arg("-c")
-            .arg(DECODE_OTLP_METRICS)
-            .args(&paths)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice::<Vec<Value>>(&output.stdout).unwrap()
+        let bodies: Vec<&[u8]> = requests.iter().map(|r| r.body.as_ref()).collect();
+        serde_json::from_value(decode_with_python(DECODE_OTLP_METRICS, &bodies)).unwrap()
     };
     let metrics = wait_for(
         Duration::from_secs(25),

@@ -21,7 +21,7 @@ use dynoscope_sidecar::stats::{SinkRegistry, SinkStats};
 use dynoscope_sidecar::telemetry::{
     Event, MetricType, Point, ServiceCheck, Span, Telemetry, TraceChunk,
 };
-use dynoscope_tests::harness::{python, render, status_of, Sidecar};
+use dynoscope_tests::harness::{decode_with_python, python, render, status_of, Sidecar};
 use dynoscope_tests::intake::{get, Intake, Prometheus};
 use dynoscope_tests::servers::{free_port, Certificate};
 use dynoscope_tests::{bin, wait_for};
@@ -629,7 +629,6 @@ print(json.dumps(out))
 
 #[test]
 fn otlp_payloads_decode_with_the_official_opentelemetry_proto_package_field_by_field() {
-    let python = python();
     let rt = runtime();
     let _guard = rt.enter();
     let intake = Intake::start();
@@ -675,22 +674,7 @@ fn otlp_payloads_decode_with_the_official_opentelemetry_proto_package_field_by_f
         assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
         assert_eq!(r.header("x-team-token"), Some("t0ken"));
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("traces.pb"), &traces[0].body).unwrap();
-    std::fs::write(dir.path().join("metrics.pb"), &metrics[0].body).unwrap();
-    let output = Command::new(&python)
-        .arg("-c")
-        .arg(DECODE_OTLP)
-        .arg(dir.path().join("traces.pb"))
-        .arg(dir.path().join("metrics.pb"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let decoded: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let decoded = decode_with_python(DECODE_OTLP, &[&traces[0].body, &metrics[0].body]);
 
     let spans = decoded["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 2);

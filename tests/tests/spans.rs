@@ -7,10 +7,9 @@
 //! (decoded by the official opentelemetry-proto package).
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
-use dynoscope_tests::harness::{python, read, render, Sidecar};
+use dynoscope_tests::harness::{decode_with_python, python, read, render, Sidecar};
 use dynoscope_tests::intake::Intake;
 use dynoscope_tests::servers::free_port;
 use prost::Message;
@@ -269,28 +268,10 @@ fn links_events_and_meta_struct_from_ddtrace_reach_jsonl_datadog_and_otlp() {
     assert!(v05.meta["events"].contains("boom"));
 
     // OTLP: links and events from both versions.
-    let bodies: Vec<String> = intake
-        .accepted("/v1/traces")
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let path = dir.path().join(format!("traces{i}.pb"));
-            std::fs::write(&path, &r.body).unwrap();
-            path.display().to_string()
-        })
-        .collect();
-    let output = Command::new(&python)
-        .arg("-c")
-        .arg(DECODE_OTLP)
-        .args(&bodies)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let otlp: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let requests = intake.accepted("/v1/traces");
+    let bodies: Vec<&[u8]> = requests.iter().map(|r| r.body.as_ref()).collect();
+    let otlp: Vec<Value> =
+        serde_json::from_value(decode_with_python(DECODE_OTLP, &bodies)).unwrap();
     for service in ["links-v04", "links-v05"] {
         let span = otlp
             .iter()
