@@ -160,6 +160,16 @@ fn unresolved_tags(config: &IntegrationConfig) -> Vec<String> {
     }
 }
 
+/// The tags of a check's service check, from its instance's tags, as the
+/// Agent's check of that type tags it.
+fn service_check_tags(config: &IntegrationConfig, tags: Vec<String>) -> Vec<String> {
+    use dynoscope_crds::observability::IntegrationType;
+    match config.type_ {
+        IntegrationType::Postgres => postgres::service_check_tags(tags),
+        IntegrationType::Redis | IntegrationType::Memcached => tags,
+    }
+}
+
 fn service_check_of(config: &IntegrationConfig) -> &'static str {
     use dynoscope_crds::observability::IntegrationType;
     match config.type_ {

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::url;
-use super::{service_check_of, unresolved_tags, Check, CheckError};
+use super::{service_check_of, service_check_tags, unresolved_tags, Check, CheckError};
 use crate::clock::unix_now;
 use crate::telemetry::{ServiceCheck, Telemetry};
 
@@ -253,11 +253,7 @@ async fn supervise(config: IntegrationConfig, shared: Shared, status: Arc<Mutex<
                     timestamp,
                     hostname: None,
                     message,
-                    tags: if service_check == super::postgres::SERVICE_CHECK {
-                        super::postgres::service_check_tags(with_extra(tags, &config.tags))
-                    } else {
-                        with_extra(tags, &config.tags)
-                    },
+                    tags: service_check_tags(&config, with_extra(tags, &config.tags)),
                     origin: None,
                 }
             })
