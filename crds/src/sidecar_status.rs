@@ -204,10 +204,14 @@ pub struct SinkStatus {
 pub struct ItemCounts {
     /// Metric points.
     pub points: u64,
-    /// Spans.
+    /// Distribution sketches.
+    pub sketches: u64,
+    /// Spans (and APM stats buckets).
     pub spans: u64,
     /// Events and service checks.
     pub events: u64,
+    /// Log records.
+    pub logs: u64,
     /// Tracer telemetry requests.
     pub telemetry: u64,
 }
@@ -215,7 +219,7 @@ pub struct ItemCounts {
 impl ItemCounts {
     /// All kinds together.
     pub fn total(&self) -> u64 {
-        self.points + self.spans + self.events + self.telemetry
+        self.points + self.sketches + self.spans + self.events + self.logs + self.telemetry
     }
 }
 

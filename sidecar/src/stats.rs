@@ -303,10 +303,14 @@ pub struct TraceStats {
 pub struct ItemCounts {
     /// Metric points (one per series and timestamp).
     pub points: Counter,
-    /// Spans.
+    /// Distribution sketches (one per series and interval).
+    pub sketches: Counter,
+    /// Spans (and APM stats buckets).
     pub spans: Counter,
     /// Events and service checks.
     pub events: Counter,
+    /// Log records.
+    pub logs: Counter,
     /// Tracer telemetry requests (`/telemetry/proxy/…`), passed on as they came.
     pub telemetry: Counter,
 }

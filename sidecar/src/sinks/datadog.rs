@@ -233,7 +233,7 @@ impl DatadogSink {
                 uri: uri(&api, "/api/beta/sketches")?,
                 headers: headers("application/x-protobuf"),
                 compression: Compression::Gzip,
-                kind: ItemKind::Points,
+                kind: ItemKind::Sketches,
                 prefix: Vec::new(),
                 separator: b"",
                 suffix: b"",

@@ -94,19 +94,28 @@ impl Default for DeliveryConfig {
 pub enum ItemKind {
     /// Metric points.
     Points,
-    /// Spans.
+    /// Distribution sketches.
+    Sketches,
+    /// Spans (and APM stats buckets).
     Spans,
     /// Events and service checks.
     Events,
+    /// Log records.
+    Logs,
     /// Tracer telemetry requests, passed on as they came.
     Telemetry,
 }
 
+/// How many [`ItemKind`]s there are.
+pub const KINDS: usize = 6;
+
 impl ItemKind {
-    const ALL: [ItemKind; 4] = [
+    const ALL: [ItemKind; KINDS] = [
         ItemKind::Points,
+        ItemKind::Sketches,
         ItemKind::Spans,
         ItemKind::Events,
+        ItemKind::Logs,
         ItemKind::Telemetry,
     ];
 
@@ -117,8 +126,10 @@ impl ItemKind {
     fn counter(self, counts: &ItemCounts) -> &crate::stats::Counter {
         match self {
             ItemKind::Points => &counts.points,
+            ItemKind::Sketches => &counts.sketches,
             ItemKind::Spans => &counts.spans,
             ItemKind::Events => &counts.events,
+            ItemKind::Logs => &counts.logs,
             ItemKind::Telemetry => &counts.telemetry,
         }
     }
@@ -126,10 +137,26 @@ impl ItemKind {
     fn noun(self) -> &'static str {
         match self {
             ItemKind::Points => "points",
+            ItemKind::Sketches => "sketches",
             ItemKind::Spans => "spans",
             ItemKind::Events => "events/checks",
+            ItemKind::Logs => "log records",
             ItemKind::Telemetry => "tracer telemetry requests",
         }
+    }
+}
+
+/// Counts by kind as words, e.g. `12 points, 3 spans`; kinds with none are left out.
+fn in_words(counts: &[u64; KINDS]) -> String {
+    let listed: Vec<String> = ItemKind::ALL
+        .iter()
+        .filter(|kind| counts[kind.index()] > 0)
+        .map(|kind| format!("{} {}", counts[kind.index()], kind.noun()))
+        .collect();
+    if listed.is_empty() {
+        "nothing".to_owned()
+    } else {
+        listed.join(", ")
     }
 }
 
@@ -256,7 +283,7 @@ struct Buffer {
     in_flight_bytes: u64,
     next_seq: u64,
     /// Items queued or in flight, by [`ItemKind`].
-    pending: [u64; 4],
+    pending: [u64; KINDS],
 }
 
 impl Buffer {
@@ -342,7 +369,7 @@ impl Delivery {
         let size = cost(&entry, request.as_ref());
         let capacity = shared.config.buffer_bytes;
         let mut buffer = shared.lock();
-        let mut dropped = [0u64; 4];
+        let mut dropped = [0u64; KINDS];
         // An entry that cannot fit beside the batch in flight evicts nothing.
         let fits = buffer.in_flight_bytes + size <= capacity;
         while fits && buffer.queued_bytes + buffer.in_flight_bytes + size > capacity {
@@ -402,9 +429,9 @@ impl Delivery {
     }
 
     /// Sends everything buffered now and waits up to [`DeliveryConfig::flush_wait`]
-    /// for it to be delivered; returns the items still undelivered, by kind
-    /// (points, spans, events, tracer telemetry), which are also logged and counted.
-    pub fn flush(&self) -> [u64; 4] {
+    /// for it to be delivered; returns the items still undelivered, by
+    /// [`ItemKind`], which are also logged and counted.
+    pub fn flush(&self) -> [u64; KINDS] {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.config.flush_wait;
         shared
@@ -448,12 +475,9 @@ impl Delivery {
                 .clone()
                 .unwrap_or_else(|| "none".to_owned());
             tracing::warn!(
-                "sink {}: {} points, {} spans, {} events/checks and {} tracer telemetry requests not delivered within the {:?} flush (last error: {last}); they stay queued while the sidecar runs",
+                "sink {}: {} not delivered within the {:?} flush (last error: {last}); they stay queued while the sidecar runs",
                 shared.name,
-                pending[0],
-                pending[1],
-                pending[2],
-                pending[3],
+                in_words(&pending),
                 shared.config.flush_wait,
             );
         }

@@ -102,11 +102,13 @@ fn by_kind<'a>(kinds: impl IntoIterator<Item = (&'a str, u64)>) -> String {
     }
 }
 
-fn items(counts: &ItemCounts) -> [(&'static str, u64); 4] {
+fn items(counts: &ItemCounts) -> [(&'static str, u64); 6] {
     [
         ("points", counts.points),
+        ("sketches", counts.sketches),
         ("spans", counts.spans),
         ("events", counts.events),
+        ("logs", counts.logs),
         ("telemetry", counts.telemetry),
     ]
 }

@@ -62,7 +62,7 @@ impl Delivery {
     pub fn accept_backlog(&self, backlog: Backlog) {
         let shared = &self.shared;
         let capacity = shared.config.buffer_bytes;
-        let mut dropped = [0u64; 4];
+        let mut dropped = [0u64; super::KINDS];
         let mut buffer = shared.lock();
         // Old entries in their old push order, then the current ones in theirs.
         let mut all: Vec<(usize, Queued)> = Vec::new();

@@ -130,12 +130,9 @@ pub(super) async fn run(shared: Arc<Shared>, client: reqwest::Client) {
                 let left = shared.lock().pending;
                 if left.iter().any(|&n| n > 0) {
                     tracing::warn!(
-                        "sink {} (removed): gave up on {} points, {} spans, {} events/checks, {} tracer telemetry requests",
+                        "sink {} (removed): gave up on {}",
                         shared.name,
-                        left[0],
-                        left[1],
-                        left[2],
-                        left[3]
+                        in_words(&left)
                     );
                 }
                 return;

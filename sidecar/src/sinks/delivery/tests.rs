@@ -80,7 +80,7 @@ async fn a_full_buffer_drops_the_oldest_entries_of_any_endpoint_and_counts_their
     delivery.push(0, entry(2000, 9)); // larger than the buffer: itself dropped
     assert_eq!(stats.dropped.points.get(), 9);
     assert_eq!(stats.buffer_bytes.get(), 700);
-    assert_eq!(delivery.shared.lock().pending, [7, 0, 0, 0]);
+    assert_eq!(delivery.shared.lock().pending, [7, 0, 0, 0, 0, 0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,13 +158,13 @@ async fn a_backlog_moves_to_the_successor_ahead_of_its_own_entries_within_its_bu
 
     let backlog = old.take_backlog();
     assert_eq!(backlog.len(), 3);
-    assert_eq!(old.shared.lock().pending, [0; 4]);
+    assert_eq!(old.shared.lock().pending, [0; KINDS]);
     assert_eq!(old_stats.buffer_bytes.get(), 0);
 
     new.accept_backlog(backlog);
     // 1000 bytes hold the newest three; the oldest point does not fit.
     assert_eq!(new_stats.dropped.points.get(), 1);
-    assert_eq!(new.shared.lock().pending, [7, 2, 0, 0]);
+    assert_eq!(new.shared.lock().pending, [7, 0, 2, 0, 0, 0]);
     assert_eq!(new_stats.buffer_bytes.get(), 900);
     let points: Vec<u64> = new.shared.lock().queues[0]
         .iter()

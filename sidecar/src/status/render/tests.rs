@@ -165,7 +165,7 @@ fn each_sink_with_what_it_sent_dropped_and_its_buffer() {
     assert_contains(
         &text,
         "  jsonl /tmp/t.jsonl\n  ------------------\n    \
-         Sent: 12 points, 3 spans, 0 events, 0 telemetry\n    \
+         Sent: 12 points, 0 sketches, 3 spans, 0 events, 0 logs, 0 telemetry\n    \
          Bytes: 1.5 KiB   Batches: 4   Retries: 0\n    \
          Errors: storage_full 2\n    Dropped: none\n    Rejected: none\n    \
          Buffer: 1.0 MiB of 8.0 MiB (12%)\n    Last success: 2s ago\n    Last error: none\n",
@@ -173,7 +173,7 @@ fn each_sink_with_what_it_sent_dropped_and_its_buffer() {
     assert_contains(
         &text,
         "  datadog datadoghq.com\n  ---------------------\n    \
-         Sent: 0 points, 0 spans, 0 events, 0 telemetry\n    \
+         Sent: 0 points, 0 sketches, 0 spans, 0 events, 0 logs, 0 telemetry\n    \
          Bytes: 0 B   Batches: 0   Retries: 6\n    \
          Errors: timeout 1, status_5xx 5\n    Dropped: points 9\n    Rejected: none\n    \
          Buffer: 0 B of 100 B (0%)\n    Last success: never\n    \
