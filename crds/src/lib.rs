@@ -12,7 +12,8 @@
 //! - [`render`]: the one renderer, a pure function from a resource and a
 //!   formation to one [`dyno::DynoConfig`] per dyno; defaults come from [`defaults`].
 //! - [`dyno`]: `DynoConfig`, the operator → sidecar contract, with its hash and schema.
-//! - [`value`], [`duration`]: secret references and `20s`-style durations.
+//! - [`value`], [`duration`], [`buffer`]: secret references, `20s`-style
+//!   durations, sink buffers with `8Mi`-style sizes.
 //! - [`sidecar_status`]: the sidecar's `/status` document (the sidecar → people
 //!   and operator contract) and the one client that reads it.
 //!
@@ -20,6 +21,7 @@
 //! [`validate`]) → `DynoConfig` YAML, which the sidecar reads back with
 //! [`dyno::DynoConfig::from_yaml`].
 
+pub mod buffer;
 pub mod defaults;
 pub mod duration;
 pub mod dyno;

@@ -9,6 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::buffer::BufferSpec;
 use crate::duration::HumanDuration;
 use crate::value::ValueSource;
 
@@ -271,6 +272,9 @@ pub enum SinkSpec {
         /// Default: 8388608 (8 MiB).
         #[serde(rename = "bufferBytes", skip_serializing_if = "Option::is_none")]
         buffer_bytes: Option<i64>,
+        /// The buffer: memory budget, shares per kind, optional disk buffer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        buffer: Option<BufferSpec>,
     },
     /// Prometheus: a scrape endpoint and optional remote write.
     Prometheus {
@@ -288,6 +292,9 @@ pub enum SinkSpec {
         /// Extra HTTP headers, each value literal or a reference. Default: none.
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, ValueSource>,
+        /// The buffer: memory budget, shares per kind, optional disk buffer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        buffer: Option<BufferSpec>,
     },
     /// Heroku-style log lines (`count#`, `measure#`, `sample#`) on stdout.
     Stdout {},
@@ -333,6 +340,8 @@ struct SinkSchema {
     /// datadog, jsonl: buffer in bytes before the oldest data is dropped, at
     /// least 65536. Default: 8388608 (8 MiB).
     buffer_bytes: Option<i64>,
+    /// datadog, otlp: the buffer (memory budget, shares per kind, optional disk buffer).
+    buffer: Option<BufferSpec>,
     /// prometheus: address serving `/metrics`. Default: `127.0.0.1:9464`.
     listen: Option<String>,
     /// prometheus: remote-write URL. Default: none.
@@ -380,9 +389,9 @@ impl SinkType {
     /// The fields this type takes besides `type`, as manifests spell them.
     fn fields(self) -> &'static [&'static str] {
         match self {
-            SinkType::Datadog => &["site", "apiKey", "endpoint", "bufferBytes"],
+            SinkType::Datadog => &["site", "apiKey", "endpoint", "bufferBytes", "buffer"],
             SinkType::Prometheus => &["listen", "remoteWrite"],
-            SinkType::Otlp => &["endpoint", "headers"],
+            SinkType::Otlp => &["endpoint", "headers", "buffer"],
             SinkType::Stdout => &[],
             SinkType::Jsonl => &["path", "maxBytes", "maxFiles", "bufferBytes"],
         }
@@ -424,6 +433,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
             ("apiKey", f.api_key.is_some()),
             ("endpoint", f.endpoint.is_some()),
             ("bufferBytes", f.buffer_bytes.is_some()),
+            ("buffer", f.buffer.is_some()),
             ("listen", f.listen.is_some()),
             ("remoteWrite", f.remote_write.is_some()),
             ("headers", f.headers.is_some()),
@@ -459,6 +469,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
                     .ok_or_else(|| missing("apiKey", "{fromEnv: DD_API_KEY}"))?,
                 endpoint: f.endpoint,
                 buffer_bytes: f.buffer_bytes,
+                buffer: f.buffer,
             },
             SinkType::Prometheus => SinkSpec::Prometheus {
                 listen: f.listen,
@@ -469,6 +480,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
                     .endpoint
                     .ok_or_else(|| missing("endpoint", "http://collector:4318"))?,
                 headers: f.headers.unwrap_or_default(),
+                buffer: f.buffer,
             },
             SinkType::Stdout => SinkSpec::Stdout {},
             SinkType::Jsonl => SinkSpec::Jsonl {

@@ -446,11 +446,17 @@ fn sink_with_defaults(sink: &SinkSpec) -> SinkSpec {
             api_key,
             endpoint,
             buffer_bytes,
+            buffer,
         } => SinkSpec::Datadog {
             site: Some(site.unwrap_or_else(|| defaults::DATADOG_SITE.to_owned())),
             api_key,
             endpoint,
-            buffer_bytes: Some(buffer_bytes.unwrap_or(defaults::SINK_BUFFER_BYTES as i64)),
+            // `buffer.memoryBytes` replaces `bufferBytes`: the default fills only the one in use.
+            buffer_bytes: match &buffer {
+                Some(b) if b.memory_bytes.is_some() => buffer_bytes,
+                _ => Some(buffer_bytes.unwrap_or(defaults::SINK_BUFFER_BYTES as i64)),
+            },
+            buffer,
         },
         SinkSpec::Prometheus {
             listen,

@@ -188,6 +188,10 @@ pub struct SinkStatus {
     pub buffer_bytes: u64,
     /// The buffer's limit in bytes.
     pub buffer_capacity: u64,
+    /// Network sinks: the buffer by kind of data (`points`, `spans`…).
+    pub buffer_kinds: BTreeMap<String, KindBufferStatus>,
+    /// The disk buffer, for a sink that has one.
+    pub disk: Option<DiskBufferStatus>,
     /// Unix seconds of the last accepted request; 0 before the first.
     pub last_success: i64,
     /// The last failure, without secrets.
@@ -196,6 +200,38 @@ pub struct SinkStatus {
     pub started: Option<i64>,
     /// Times the sink was built (a reload that changes it rebuilds it); `None` from sidecars that do not say.
     pub builds: Option<u64>,
+}
+
+/// One kind's part of a network sink's buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KindBufferStatus {
+    /// Its share of the memory budget, in bytes (it may borrow free room beyond).
+    pub share_bytes: u64,
+    /// Memory it holds now.
+    pub memory_bytes: u64,
+    /// Bytes it holds in the disk buffer.
+    pub disk_bytes: u64,
+    /// Unix seconds when the oldest item it still holds was queued; 0: none.
+    pub oldest: i64,
+    /// Entries written to the disk buffer.
+    pub spilled: u64,
+    /// Entries read back from the disk buffer and sent.
+    pub replayed: u64,
+}
+
+/// A sink's disk buffer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiskBufferStatus {
+    /// Its directory.
+    pub path: String,
+    /// Bytes it may take.
+    pub capacity: u64,
+    /// Bytes it takes now.
+    pub bytes: u64,
+    /// Torn or corrupt records found and skipped.
+    pub corrupt_records: u64,
 }
 
 /// Counts of the things a sink carries, by kind.

@@ -7,6 +7,9 @@ use crate::defaults;
 use crate::observability::{IntegrationType, ObservabilityConfigSpec, OverrideSpec, SinkSpec};
 use crate::value::ValueSource;
 
+#[path = "validate/buffer.rs"]
+mod buffer;
+
 /// How bad a problem is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -512,6 +515,7 @@ fn check_sinks(p: &mut Problems, spec: &ObservabilityConfigSpec) {
                 api_key,
                 endpoint,
                 buffer_bytes,
+                buffer,
             } => {
                 check_secret(
                     p,
@@ -528,14 +532,24 @@ fn check_sinks(p: &mut Problems, spec: &ObservabilityConfigSpec) {
                     check_url(p, &format!("{field}.endpoint"), endpoint);
                 }
                 check_buffer(p, &format!("{field}.bufferBytes"), *buffer_bytes);
+                if let Some(buffer) = buffer {
+                    buffer::check(p, &field, *buffer_bytes, buffer);
+                }
             }
             SinkSpec::Prometheus { remote_write, .. } => {
                 if let Some(url) = remote_write {
                     check_url(p, &format!("{field}.remoteWrite"), url);
                 }
             }
-            SinkSpec::Otlp { endpoint, headers } => {
+            SinkSpec::Otlp {
+                endpoint,
+                headers,
+                buffer,
+            } => {
                 check_url(p, &format!("{field}.endpoint"), endpoint);
+                if let Some(buffer) = buffer {
+                    buffer::check(p, &field, None, buffer);
+                }
                 for (name, value) in headers {
                     let sensitive = ["authorization", "api-key", "apikey", "token", "dd-api-key"]
                         .iter()

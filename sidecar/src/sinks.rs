@@ -274,6 +274,7 @@ pub fn build_network(
             api_key,
             endpoint,
             buffer_bytes,
+            buffer,
         } => {
             let site = site.as_deref().unwrap_or(datadog::DEFAULT_SITE);
             let api_key_source = api_key.describe();
@@ -292,13 +293,7 @@ pub fn build_network(
                 hostname: config.hostname.clone(),
                 env: tag_value(&config.tags, "env").unwrap_or_default(),
             };
-            let delivery = delivery::DeliveryConfig {
-                buffer_bytes: buffer_bytes
-                    .and_then(|b| u64::try_from(b).ok())
-                    .filter(|&b| b > 0)
-                    .unwrap_or(delivery::DEFAULT_BUFFER_BYTES),
-                ..delivery
-            };
+            let delivery = delivery.with_buffer(*buffer_bytes, buffer.as_ref());
             Ok(Box::new(datadog::DatadogSink::start(
                 &options, delivery, registry,
             )?))
@@ -312,7 +307,12 @@ pub fn build_network(
             delivery,
             registry,
         )?)),
-        SinkSpec::Otlp { endpoint, headers } => {
+        SinkSpec::Otlp {
+            endpoint,
+            headers,
+            buffer,
+        } => {
+            let delivery = delivery.with_buffer(None, buffer.as_ref());
             let mut resolved = std::collections::BTreeMap::new();
             for (name, value) in headers {
                 let Some(v) = value.resolve(&env) else {

@@ -315,6 +315,72 @@ pub struct ItemCounts {
     pub telemetry: Counter,
 }
 
+/// The kinds of data a sink carries, as `/status` names them.
+pub const KIND_NAMES: [&str; 6] = ["points", "sketches", "spans", "events", "logs", "telemetry"];
+
+/// One kind's part of a network sink's buffer.
+#[derive(Debug, Default, Serialize)]
+pub struct KindBuffer {
+    /// Its share of the memory budget, in bytes (it may borrow free room beyond).
+    pub share_bytes: Gauge,
+    /// Memory it holds now: queued, in flight, and on its way to disk.
+    pub memory_bytes: Gauge,
+    /// Bytes it holds in the disk buffer.
+    pub disk_bytes: Gauge,
+    /// Unix seconds when the oldest item it still holds was queued; 0: none.
+    pub oldest: AtomicI64,
+    /// Entries written to the disk buffer because memory was full (or at shutdown).
+    pub spilled: Counter,
+    /// Entries read back from the disk buffer and sent.
+    pub replayed: Counter,
+}
+
+/// A sink's buffer by kind, in [`KIND_NAMES`] order; serialised as a map by
+/// kind name, leaving out kinds the sink does not carry.
+#[derive(Debug, Default)]
+pub struct KindBuffers(pub [KindBuffer; 6]);
+
+impl Serialize for KindBuffers {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(KIND_NAMES.iter().zip(&self.0).filter(|(_, k)| {
+            k.share_bytes.get() > 0 || k.memory_bytes.get() > 0 || k.disk_bytes.get() > 0
+        }))
+    }
+}
+
+/// A sink's disk buffer.
+#[derive(Debug, Default)]
+pub struct DiskStats {
+    /// Its directory; `None`: the sink has no disk buffer.
+    pub path: Mutex<Option<String>>,
+    /// Bytes it may take.
+    pub capacity: Gauge,
+    /// Bytes it takes now.
+    pub bytes: Gauge,
+    /// Records found torn or corrupt (a `kill -9` or a power loss mid-write) and skipped.
+    pub corrupt_records: Counter,
+}
+
+impl Serialize for DiskStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let path = self
+            .path
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(path) = path else {
+            return serializer.serialize_none();
+        };
+        let mut out = serializer.serialize_struct("DiskStats", 4)?;
+        out.serialize_field("path", &path)?;
+        out.serialize_field("capacity", &self.capacity)?;
+        out.serialize_field("bytes", &self.bytes)?;
+        out.serialize_field("corrupt_records", &self.corrupt_records)?;
+        out.end()
+    }
+}
+
 /// Failed send attempts of a network sink, by kind.
 #[derive(Debug, Default, Serialize)]
 pub struct SendErrors {
@@ -370,6 +436,10 @@ pub struct SinkStats {
     pub buffer_bytes: Gauge,
     /// The buffer's limit in bytes.
     pub buffer_capacity: Gauge,
+    /// The buffer by kind of data (network sinks): share, memory, disk, oldest item.
+    pub buffer_kinds: KindBuffers,
+    /// The disk buffer, for a sink that has one.
+    pub disk: DiskStats,
     /// Unix seconds of the last accepted request; 0 before the first.
     pub last_success: AtomicI64,
     /// The last failure, without secrets (no header values are ever quoted).

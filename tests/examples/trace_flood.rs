@@ -103,15 +103,7 @@ fn at(value: &Value, path: &[&str]) -> u64 {
 }
 
 fn datadog_sink(status: &Value) -> Value {
-    status["sinks"]
-        .as_array()
-        .and_then(|sinks| {
-            sinks
-                .iter()
-                .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("datadog")))
-        })
-        .cloned()
-        .unwrap_or(Value::Null)
+    dynoscope_tests::harness::sink_status(status, "datadog")
 }
 
 fn main() {

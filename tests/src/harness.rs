@@ -46,6 +46,19 @@ pub fn status_of(port: u16) -> Option<Value> {
     serde_json::to_value(sidecar_status(port)?).ok()
 }
 
+/// The entry in `/status` of the first sink whose name starts with `prefix` (e.g. `datadog`); `Null` if none.
+pub fn sink_status(status: &Value, prefix: &str) -> Value {
+    status["sinks"]
+        .as_array()
+        .and_then(|sinks| {
+            sinks
+                .iter()
+                .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        })
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// A running sidecar whose output goes to files in its directory.
 #[derive(Debug)]
 pub struct Sidecar {

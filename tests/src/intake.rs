@@ -71,30 +71,32 @@ impl Intake {
             ..Inner::default()
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding loopback");
-        listener.set_nonblocking(true).expect("non-blocking");
         let url = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = inner.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                let app = axum::Router::new().fallback(record).with_state(state);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        });
-        Intake {
-            url,
-            inner,
-            stop: Some(stop),
+        let stop = Some(serve(listener, inner.clone()));
+        Intake { url, inner, stop }
+    }
+
+    /// Stops listening, as an intake that is down: connections are refused
+    /// until [`Intake::resume`]. What it recorded stays.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        let address = self.url.trim_start_matches("http://").to_owned();
+        wait_for(
+            Duration::from_secs(10),
+            "the intake to refuse connections",
+            || TcpStream::connect(&address).is_err().then_some(()),
+        );
+    }
+
+    /// Listens again on the same port after [`Intake::stop`].
+    pub fn resume(&mut self) {
+        let address = self.url.trim_start_matches("http://").to_owned();
+        let listener = wait_for(Duration::from_secs(10), "the intake's port again", || {
+            std::net::TcpListener::bind(&address).ok()
+        });
+        self.stop = Some(serve(listener, self.inner.clone()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -123,6 +125,31 @@ impl Intake {
             .filter(|r| r.path == path && (200..300).contains(&r.answered))
             .collect()
     }
+}
+
+/// Serves `listener` on a thread of its own until the returned sender fires.
+fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<Mutex<Inner>>,
+) -> tokio::sync::oneshot::Sender<()> {
+    listener.set_nonblocking(true).expect("non-blocking");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            let app = axum::Router::new().fallback(record).with_state(state);
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    });
+    stop
 }
 
 impl Drop for Intake {

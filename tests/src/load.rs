@@ -15,6 +15,11 @@ pub fn peak_rss_mib(pid: i32) -> u64 {
 
 /// A v0.4 msgpack payload of `traces` traces of `spans` spans each, as ddtrace sends them.
 pub fn v04_payload(traces: u64, spans: u64) -> Vec<u8> {
+    v04_payload_from(1, traces, spans)
+}
+
+/// As [`v04_payload`], with trace ids `first`, `first + 1`, …
+pub fn v04_payload_from(first: u64, traces: u64, spans: u64) -> Vec<u8> {
     let mut out = Vec::new();
     let str_ = |out: &mut Vec<u8>, s: &str| rmp::encode::write_str(out, s).unwrap();
     rmp::encode::write_array_len(&mut out, traces as u32).unwrap();
@@ -33,7 +38,7 @@ pub fn v04_payload(traces: u64, spans: u64) -> Vec<u8> {
                 str_(&mut out, v);
             }
             for (k, v) in [
-                ("trace_id", t + 1),
+                ("trace_id", first + t),
                 ("span_id", t * spans + s + 1),
                 ("start", 1_700_000_000_000_000_000),
                 ("duration", 1_500_000),
@@ -135,4 +140,11 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     };
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command.
     field(11) + field(12)
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::manifest::parse_documents;
 
-fn spec(yaml: &str) -> ObservabilityConfigSpec {
+pub(super) fn spec(yaml: &str) -> ObservabilityConfigSpec {
     let text = format!("apiVersion: dynoscope.dev/v1alpha1\nkind: ObservabilityConfig\nmetadata: {{name: shop}}\nspec: {yaml}\n");
     parse_documents(&text, "t.yaml").unwrap().remove(0).spec
 }

@@ -11,14 +11,28 @@
 //! them on a blocking thread and posts them. One batch is in flight at a time, so a sink delivers in
 //! order and its memory is bounded by the buffer.
 //!
-//! Failures: timeouts, connection errors, 408, 429 and 5xx are retried with
-//! exponential back-off and full jitter (a `Retry-After` in seconds wins);
-//! other 4xx drop the batch, counted in `rejected` and logged once per
-//! status. While a batch is retried new entries queue; when queued plus in
-//! flight would exceed [`DeliveryConfig::buffer_bytes`] the oldest queued
-//! entries are dropped and their items counted in `dropped`. A dead backend
-//! therefore costs one sink its oldest data, never the pipeline its time:
-//! nothing here waits on the network except [`Delivery::flush`].
+//! Failures (the retry policy): 408, 429 and 5xx are retried with
+//! exponential back-off and full jitter, from [`DeliveryConfig::backoff_base`]
+//! up to [`DeliveryConfig::backoff_max`] (30 s) — an endpoint that answers
+//! but fails is not hammered — and a `Retry-After` in seconds wins.
+//! Connection errors and timeouts back off the same way but only up to
+//! [`DeliveryConfig::reconnect_max`] (1 s): nothing answered, a refused
+//! connection costs the endpoint nothing, and the sink finds it back within
+//! about a second of its return. Other 4xx drop the batch, counted in
+//! `rejected` and logged once per status. A flush (reload, shutdown) cuts a
+//! running wait short once, then the policy applies as before: no burst of
+//! retries before its deadline.
+//!
+//! The buffer ([`DeliveryConfig::buffer_bytes`]) has a share per kind of
+//! data; when it is full the oldest entries of the kind that is full (or
+//! that borrowed room beyond its share) are dropped and counted in
+//! `dropped` — a span flood never pushes out metric points (see
+//! `delivery/buffer.rs`). With a disk buffer ([`DeliveryConfig::disk`])
+//! they are written to disk instead and replayed first, in order, when the
+//! endpoint takes data again, also by the next start (`delivery/disk.rs`).
+//! A dead backend therefore costs one sink its oldest data, never the
+//! pipeline its time: nothing here waits on the network or the disk except
+//! [`Delivery::flush`].
 //!
 //! A proxied request (the tracers' own telemetry) is pushed with a
 //! [`Target`] of its own: its URL and headers travel with the entry, and it
@@ -32,11 +46,11 @@
 //!
 //! [`Delivery::flush`] (at shutdown) sends
 //! everything now and waits up to [`DeliveryConfig::flush_wait`]; what is
-//! still undelivered then is logged and counted in `unflushed`, and stays
-//! queued while the sidecar runs. When the sink is dropped its task keeps
+//! still undelivered then goes to the disk buffer if there is one, else it
+//! is logged and counted in `unflushed`, and stays queued while the sidecar runs. When the sink is dropped its task keeps
 //! delivering what it holds for up to [`DRAIN_AFTER_DROP`], then stops.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -50,44 +64,8 @@ use tokio::sync::Notify;
 use super::BuildError;
 use crate::stats::{ItemCounts, SinkStats};
 
-/// Default buffer per sink: 8 MiB.
-pub const DEFAULT_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
 /// How long a dropped sink's task keeps delivering what it holds.
 pub const DRAIN_AFTER_DROP: Duration = Duration::from_secs(300);
-
-/// How a sink buffers, batches and retries.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeliveryConfig {
-    /// Queued plus in-flight bytes (before compression) before the oldest are dropped. Default: 8 MiB.
-    pub buffer_bytes: u64,
-    /// Largest batch before compression. Default: 1 MiB (Datadog takes 5 MB raw, 500 kB compressed).
-    pub batch_bytes: usize,
-    /// How long an entry may wait for a batch to fill. Default: 2 s.
-    pub batch_interval: Duration,
-    /// One request's time limit. Default: 10 s.
-    pub request_timeout: Duration,
-    /// First retry delay; doubles per attempt, with full jitter. Default: 250 ms.
-    pub backoff_base: Duration,
-    /// Longest retry delay (and cap of `Retry-After`). Default: 30 s.
-    pub backoff_max: Duration,
-    /// How long [`Delivery::flush`] waits for the buffer to empty. Default: 1.5 s
-    /// (the sidecar gives its pipeline 2 s to flush once the app is gone).
-    pub flush_wait: Duration,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            buffer_bytes: DEFAULT_BUFFER_BYTES,
-            batch_bytes: 1024 * 1024,
-            batch_interval: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-            backoff_base: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(30),
-            flush_wait: Duration::from_millis(1500),
-        }
-    }
-}
 
 /// What an entry's items are, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +97,8 @@ impl ItemKind {
         ItemKind::Telemetry,
     ];
 
-    fn index(self) -> usize {
+    /// Its position in per-kind arrays.
+    pub fn index(self) -> usize {
         self as usize
     }
 
@@ -219,6 +198,8 @@ pub struct Target {
 struct Queued {
     /// Push order across endpoints: the oldest is evicted first.
     seq: u64,
+    /// Unix seconds when it was queued.
+    at: i64,
     entry: Entry,
     /// Set for a proxied request, which goes alone in its batch.
     target: Option<Target>,
@@ -238,6 +219,10 @@ struct Shared {
     config: DeliveryConfig,
     stats: Arc<SinkStats>,
     buffer: Mutex<Buffer>,
+    /// The disk buffer, when the sink has one.
+    disk: Option<Arc<Disk>>,
+    /// A spill job is writing the spill queue to disk.
+    spill_running: AtomicBool,
     /// Signalled whenever a batch completes, so a flush can wait for an empty buffer.
     progress: Condvar,
     /// Wakes the task: a batch is full, a flush began, or the sink was dropped.
@@ -249,8 +234,8 @@ struct Shared {
     origin: Instant,
     /// The sink was dropped: deliver what is held, then stop.
     closed: AtomicBool,
-    /// Whether a drop was logged since the last successful delivery.
-    drop_logged: AtomicBool,
+    /// Per kind: whether a drop was logged since the last successful delivery.
+    drop_logged: [AtomicBool; KINDS],
 }
 
 /// What an entry costs beyond its bytes (the queue slot, the allocation's header and rounding).
@@ -273,28 +258,7 @@ impl Queued {
     }
 }
 
-#[derive(Debug, Default)]
-struct Buffer {
-    /// Per endpoint: its entries, oldest first.
-    queues: Vec<VecDeque<Queued>>,
-    /// Per endpoint: the cost of its queued entries.
-    queue_bytes: Vec<u64>,
-    queued_bytes: u64,
-    in_flight_bytes: u64,
-    next_seq: u64,
-    /// Items queued or in flight, by [`ItemKind`].
-    pending: [u64; KINDS],
-}
-
-impl Buffer {
-    fn is_empty(&self) -> bool {
-        self.queued_bytes == 0
-            && self.in_flight_bytes == 0
-            && self.queues.iter().all(|q| q.is_empty())
-    }
-}
-
-/// A batch taken from the buffer.
+/// A batch taken from the buffer or the disk.
 struct Batch {
     endpoint: usize,
     /// A proxied request's own URL and headers.
@@ -302,7 +266,18 @@ struct Batch {
     /// Framed, not yet compressed: [`compressed`] does that off the async workers.
     body: Bytes,
     items: u64,
+    /// What it holds of the memory budget (0 for a batch read from disk).
     raw_bytes: u64,
+    /// Set for a batch read from the disk buffer: committed once done.
+    disk: Option<disk::Mark>,
+}
+
+/// What the delivery task sends next.
+enum Next {
+    /// A batch from memory.
+    Batch(Box<Batch>),
+    /// The next batch of this endpoint is on disk: read it off the async thread.
+    Disk(usize),
 }
 
 impl Delivery {
@@ -322,13 +297,30 @@ impl Delivery {
             Err(reason) => return Err(BuildError::Tls { sink: name, reason }),
         };
         stats.buffer_capacity.set(config.buffer_bytes);
+        let buffer = Buffer::new(&endpoints, &config);
+        for kind in ItemKind::ALL {
+            stats.buffer_kinds.0[kind.index()]
+                .share_bytes
+                .set(buffer.shares[kind.index()]);
+        }
+        if config.disk.is_none() {
+            // A reload may have taken the disk buffer away.
+            stats.disk.capacity.set(0);
+            *stats
+                .disk
+                .path
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        let disk = config
+            .disk
+            .as_ref()
+            .map(|d| Disk::open(&d.path, d.max_bytes, stats.clone()));
         let shared = Arc::new(Shared {
             name,
-            buffer: Mutex::new(Buffer {
-                queues: endpoints.iter().map(|_| VecDeque::new()).collect(),
-                queue_bytes: vec![0; endpoints.len()],
-                ..Buffer::default()
-            }),
+            buffer: Mutex::new(buffer),
+            disk,
+            spill_running: AtomicBool::new(false),
             endpoints,
             config,
             stats,
@@ -338,7 +330,7 @@ impl Delivery {
             flush_until: AtomicU64::new(0),
             origin: Instant::now(),
             closed: AtomicBool::new(false),
-            drop_logged: AtomicBool::new(false),
+            drop_logged: Default::default(),
         });
         runtime.spawn(run(shared.clone(), client));
         Ok(Delivery { shared })
@@ -350,7 +342,7 @@ impl Delivery {
     }
 
     /// Queues `entry` for `endpoint` (an index into the endpoints given to
-    /// [`Delivery::start`]); drops the oldest entries when the buffer is full.
+    /// [`Delivery::start`]); makes room as the module says when the buffer is full.
     pub fn push(&self, endpoint: usize, entry: Entry) {
         self.enqueue(endpoint, entry, None);
     }
@@ -367,70 +359,43 @@ impl Delivery {
             return;
         };
         let size = cost(&entry, request.as_ref());
-        let capacity = shared.config.buffer_bytes;
         let mut buffer = shared.lock();
+        let admission = buffer.admit(target.kind, size);
         let mut dropped = [0u64; KINDS];
-        // An entry that cannot fit beside the batch in flight evicts nothing.
-        let fits = buffer.in_flight_bytes + size <= capacity;
-        while fits && buffer.queued_bytes + buffer.in_flight_bytes + size > capacity {
-            // The oldest queued entry of any endpoint goes first.
-            let oldest = buffer
-                .queues
-                .iter()
-                .enumerate()
-                .filter_map(|(i, q)| q.front().map(|old| (old.seq, i)))
-                .min();
-            let Some((_, index)) = oldest else { break };
-            if let Some(old) = buffer.queues[index].pop_front() {
-                let kind = shared.endpoints[index].kind;
-                buffer.queued_bytes -= old.cost();
-                buffer.queue_bytes[index] -= old.cost();
-                buffer.pending[kind.index()] -= old.entry.items;
+        let mut spilled = false;
+        for (index, old) in admission.evicted {
+            let kind = buffer.kind(index);
+            if shared.disk.is_some() {
+                match buffer.try_spill(index, old) {
+                    None => spilled = true,
+                    Some(old) => dropped[kind.index()] += old.entry.items,
+                }
+            } else {
                 dropped[kind.index()] += old.entry.items;
             }
         }
-        if buffer.queued_bytes + buffer.in_flight_bytes + size > capacity {
-            // Larger than what the buffer can hold beside the batch in flight.
-            dropped[target.kind.index()] += entry.items;
-        } else {
-            let seq = buffer.next_seq;
-            buffer.next_seq += 1;
-            buffer.queued_bytes += size;
-            buffer.pending[target.kind.index()] += entry.items;
-            buffer.queues[endpoint].push_back(Queued {
-                seq,
-                entry,
-                target: request,
-            });
-            buffer.queue_bytes[endpoint] += size;
+        if admission.fits {
+            buffer.enqueue(endpoint, entry, request, crate::clock::unix_now());
             if buffer.queue_bytes[endpoint] >= shared.config.batch_bytes as u64 {
                 shared.wake.notify_one();
             }
+        } else {
+            // Larger than what the buffer can hold beside the batch in flight.
+            dropped[target.kind.index()] += entry.items;
         }
-        shared
-            .stats
-            .buffer_bytes
-            .set(buffer.queued_bytes + buffer.in_flight_bytes);
+        shared.publish(&buffer);
         drop(buffer);
-        for kind in ItemKind::ALL {
-            let n = dropped[kind.index()];
-            if n > 0 {
-                kind.counter(&shared.stats.dropped).add(n);
-                if !shared.drop_logged.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "sink {}: buffer full ({} bytes): dropping the oldest {} (counted in /status)",
-                        shared.name,
-                        capacity,
-                        kind.noun()
-                    );
-                }
-            }
+        shared.count_dropped(&dropped);
+        if spilled {
+            Shared::start_spill(shared);
         }
     }
 
     /// Sends everything buffered now and waits up to [`DeliveryConfig::flush_wait`]
     /// for it to be delivered; returns the items still undelivered, by
-    /// [`ItemKind`], which are also logged and counted.
+    /// [`ItemKind`], which are also logged and counted. With a disk buffer,
+    /// what is still undelivered then is written to disk instead (the next
+    /// start delivers it) and only what could not be written is returned.
     pub fn flush(&self) -> [u64; KINDS] {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.config.flush_wait;
@@ -452,7 +417,10 @@ impl Delivery {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
-            buffer.pending
+            drop(buffer);
+            let saved = shared.spill_everything();
+            let pending = shared.lock().pending;
+            std::array::from_fn(|k| pending[k].saturating_sub(saved[k]))
         };
         // Blocking needs a thread the delivery task does not need; a
         // current-thread runtime has none, so there the flush only starts.
@@ -511,64 +479,42 @@ impl Shared {
         }
     }
 
-    /// Takes the next batch: the oldest entries of the first endpoint with any.
-    fn take_batch(&self) -> Option<Batch> {
-        let mut buffer = self.lock();
-        let (index, endpoint) = self
-            .endpoints
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !buffer.queues[*i].is_empty())
-            .min_by_key(|(i, _)| buffer.queues[*i].front().map(|q| q.seq))?;
-        let mut raw = endpoint.prefix.clone();
-        let (mut items, mut taken, mut raw_bytes) = (0u64, 0usize, 0u64);
-        let mut target = None;
-        while let Some(next) = buffer.queues[index].front() {
-            let fits = raw.len() + next.entry.bytes.len() <= self.config.batch_bytes;
-            let alone = next.target.is_some();
-            if taken > 0 && (!fits || taken >= endpoint.max_entries || alone) {
-                break;
-            }
-            let Some(queued) = buffer.queues[index].pop_front() else {
-                break;
-            };
-            if taken > 0 {
-                raw.extend_from_slice(endpoint.separator);
-            }
-            raw.extend_from_slice(&queued.entry.bytes);
-            items += queued.entry.items;
-            raw_bytes += queued.cost();
-            taken += 1;
-            if alone {
-                target = queued.target;
-                break;
+    /// Counts dropped items and logs the first drop of each kind since the last delivery.
+    fn count_dropped(&self, dropped: &[u64; KINDS]) {
+        for kind in ItemKind::ALL {
+            let n = dropped[kind.index()];
+            if n > 0 {
+                kind.counter(&self.stats.dropped).add(n);
+                if !self.drop_logged[kind.index()].swap(true, Ordering::Relaxed) {
+                    let share = self.lock().shares[kind.index()];
+                    tracing::warn!(
+                        "sink {}: buffer full for {} (share {share} of {} bytes): dropping the oldest {} (counted in /status)",
+                        self.name,
+                        kind.noun(),
+                        self.config.buffer_bytes,
+                        kind.noun()
+                    );
+                }
             }
         }
-        raw.extend_from_slice(endpoint.suffix);
-        buffer.queued_bytes -= raw_bytes;
-        buffer.queue_bytes[index] -= raw_bytes;
-        buffer.in_flight_bytes += raw_bytes;
-        drop(buffer);
-        Some(Batch {
-            endpoint: index,
-            target,
-            body: Bytes::from(raw),
-            items,
-            raw_bytes,
-        })
     }
 
-    /// A batch is done (delivered, refused, or given up).
-    fn finish(&self, batch: &Batch) {
-        let kind = self.endpoints[batch.endpoint].kind;
-        let mut buffer = self.lock();
-        buffer.in_flight_bytes -= batch.raw_bytes;
-        buffer.pending[kind.index()] -= batch.items;
+    /// Sets the buffer's gauges in the stats.
+    fn publish(&self, buffer: &Buffer) {
         self.stats
             .buffer_bytes
-            .set(buffer.queued_bytes + buffer.in_flight_bytes);
-        drop(buffer);
-        self.progress.notify_all();
+            .set(buffer.queued_bytes + buffer.in_flight_bytes + buffer.spill_bytes);
+        for kind in ItemKind::ALL {
+            let k = kind.index();
+            let gauges = &self.stats.buffer_kinds.0[k];
+            gauges
+                .memory_bytes
+                .set(buffer.kind_bytes[k] + buffer.spill_kind_bytes[k]);
+            let on_disk = self.disk.as_ref().map_or(0, |d| d.oldest_at(kind));
+            let in_memory = buffer.oldest_at(kind);
+            let oldest = [on_disk, in_memory].into_iter().filter(|&t| t > 0).min();
+            gauges.oldest.store(oldest.unwrap_or(0), Ordering::Relaxed);
+        }
     }
 }
 
@@ -579,9 +525,39 @@ pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
         .delay(attempt)
 }
 
+/// The wait before retry `attempt` after a connection error or a timeout:
+/// as [`backoff`], capped at [`DeliveryConfig::reconnect_max`], so a
+/// returning endpoint is found within about that long.
+pub fn reconnect_backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
+    dynoscope_backoff::Backoff::new(
+        config.backoff_base,
+        config.reconnect_max.min(config.backoff_max),
+    )
+    .with_jitter()
+    .delay(attempt)
+}
+
+#[path = "delivery/config.rs"]
+mod config;
+pub use config::{DeliveryConfig, DiskConfig, DEFAULT_BUFFER_BYTES, DEFAULT_DISK_BYTES};
+
+#[path = "delivery/take.rs"]
+mod take;
+
 #[path = "delivery/backlog.rs"]
 mod backlog;
 pub use backlog::Backlog;
+
+#[path = "delivery/buffer.rs"]
+mod buffer;
+use buffer::Buffer;
+
+#[path = "delivery/disk.rs"]
+mod disk;
+use disk::Disk;
+
+#[path = "delivery/spill.rs"]
+mod spill;
 
 #[path = "delivery/send.rs"]
 mod send;

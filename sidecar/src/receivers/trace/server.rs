@@ -542,14 +542,17 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
 }
 
 /// Whether a sink that takes spans (all but Prometheus's) has its buffer
-/// [`SINK_BACKLOG`] full.
+/// [`SINK_BACKLOG`] full: its memory, or its disk buffer when it has one
+/// (memory then stays full by design: what does not fit goes to disk).
 fn sinks_backlogged(stats: &Stats) -> bool {
     let (num, den) = SINK_BACKLOG;
     stats.sinks.live().iter().any(|sink| {
-        let capacity = sink.buffer_capacity.get();
-        !sink.name.starts_with("prometheus")
-            && capacity > 0
-            && sink.buffer_bytes.get() >= capacity / den * num
+        let (held, capacity) = if sink.disk.capacity.get() > 0 {
+            (sink.disk.bytes.get(), sink.disk.capacity.get())
+        } else {
+            (sink.buffer_bytes.get(), sink.buffer_capacity.get())
+        };
+        !sink.name.starts_with("prometheus") && capacity > 0 && held >= capacity / den * num
     })
 }
 

@@ -34,19 +34,21 @@ impl Delivery {
     pub fn take_backlog(&self) -> Backlog {
         let shared = &self.shared;
         let mut buffer = shared.lock();
-        let mut queues = Vec::with_capacity(shared.endpoints.len());
-        for (index, endpoint) in shared.endpoints.iter().enumerate() {
+        let mut queues: Vec<VecDeque<Queued>> = Vec::with_capacity(shared.endpoints.len());
+        for index in 0..shared.endpoints.len() {
             let queue = std::mem::take(&mut buffer.queues[index]);
-            let items: u64 = queue.iter().map(|q| q.entry.items).sum();
-            buffer.pending[endpoint.kind.index()] -= items;
-            buffer.queued_bytes -= buffer.queue_bytes[index];
-            buffer.queue_bytes[index] = 0;
+            for queued in &queue {
+                buffer.unqueue(index, queued);
+            }
             queues.push(queue);
         }
-        shared
-            .stats
-            .buffer_bytes
-            .set(buffer.queued_bytes + buffer.in_flight_bytes);
+        // Entries on their way to disk are older than the queues': they go first.
+        let spilled: Vec<(usize, Queued)> = buffer.spill.drain(..).collect();
+        for (index, queued) in spilled.into_iter().rev() {
+            buffer.unspill(index, &queued);
+            queues[index].push_front(queued);
+        }
+        shared.publish(&buffer);
         drop(buffer);
         // A flush waiting for the buffer to empty sees it now.
         shared.progress.notify_all();
@@ -57,11 +59,11 @@ impl Delivery {
     }
 
     /// Queues a predecessor's backlog ahead of what this sink queued itself
-    /// (it is older). Entries for an endpoint this sink does not have, and
-    /// the oldest entries past this buffer's limit, are dropped and counted.
+    /// (it is older). Entries for an endpoint this sink does not have are
+    /// dropped and counted; the rest are queued again oldest first, each
+    /// making room as a push does, within this buffer's budget and shares.
     pub fn accept_backlog(&self, backlog: Backlog) {
         let shared = &self.shared;
-        let capacity = shared.config.buffer_bytes;
         let mut dropped = [0u64; super::KINDS];
         let mut buffer = shared.lock();
         // Old entries in their old push order, then the current ones in theirs.
@@ -77,57 +79,39 @@ impl Delivery {
             }
         }
         all.sort_by_key(|(_, q)| q.seq);
-        // `pending` counts queued and in-flight items; the in-flight part stays.
-        let mut pending = buffer.pending;
         let mut current: Vec<(usize, Queued)> = Vec::new();
-        for (index, queue) in buffer.queues.iter_mut().enumerate() {
-            let kind = shared.endpoints[index].kind;
-            pending[kind.index()] -= queue.iter().map(|q| q.entry.items).sum::<u64>();
-            current.extend(queue.drain(..).map(|q| (index, q)));
+        for index in 0..buffer.queues.len() {
+            let queue = std::mem::take(&mut buffer.queues[index]);
+            for queued in &queue {
+                buffer.unqueue(index, queued);
+            }
+            current.extend(queue.into_iter().map(|q| (index, q)));
         }
         current.sort_by_key(|(_, q)| q.seq);
         all.extend(current);
-        // The newest entries that fit beside the batch in flight are kept.
-        let mut bytes = buffer.in_flight_bytes;
-        let mut keep_from = all.len();
-        for (i, (_, queued)) in all.iter().enumerate().rev() {
-            if bytes + queued.cost() > capacity {
-                break;
+        for (index, queued) in all {
+            let kind = buffer.kind(index);
+            let admission = buffer.admit(kind, queued.cost());
+            for (old_index, old) in admission.evicted {
+                dropped[buffer.kind(old_index).index()] += old.entry.items;
             }
-            bytes += queued.cost();
-            keep_from = i;
-        }
-        buffer.queued_bytes = 0;
-        buffer.queue_bytes.iter_mut().for_each(|b| *b = 0);
-        let mut seq = 0;
-        for (i, (index, mut queued)) in all.into_iter().enumerate() {
-            let kind = shared.endpoints[index].kind;
-            if i < keep_from {
+            if admission.fits {
+                buffer.enqueue(index, queued.entry, queued.target, queued.at);
+            } else {
                 dropped[kind.index()] += queued.entry.items;
-                continue;
             }
-            queued.seq = seq;
-            seq += 1;
-            pending[kind.index()] += queued.entry.items;
-            buffer.queued_bytes += queued.cost();
-            buffer.queue_bytes[index] += queued.cost();
-            buffer.queues[index].push_back(queued);
         }
-        buffer.next_seq = seq;
-        buffer.pending = pending;
-        shared
-            .stats
-            .buffer_bytes
-            .set(buffer.queued_bytes + buffer.in_flight_bytes);
+        shared.publish(&buffer);
         drop(buffer);
         for kind in ItemKind::ALL {
             let n = dropped[kind.index()];
             if n > 0 {
                 kind.counter(&shared.stats.dropped).add(n);
                 tracing::warn!(
-                    "sink {}: {n} {} of the replaced sink's buffer did not fit in the new one ({capacity} bytes); dropped (counted in /status)",
+                    "sink {}: {n} {} of the replaced sink's buffer did not fit in the new one ({} bytes); dropped (counted in /status)",
                     shared.name,
-                    kind.noun()
+                    kind.noun(),
+                    shared.config.buffer_bytes
                 );
             }
         }

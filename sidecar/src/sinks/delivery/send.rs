@@ -111,6 +111,11 @@ async fn compressed(shared: &Shared, endpoint: usize, raw: Bytes) -> Bytes {
 
 /// The delivery task.
 pub(super) async fn run(shared: Arc<Shared>, client: reqwest::Client) {
+    if let Some(disk) = shared.disk.clone() {
+        // A previous run's segments are scanned before anything is sent: they are the oldest.
+        let endpoints: Vec<_> = shared.endpoints.iter().map(|e| (e.name, e.kind)).collect();
+        let _ = tokio::task::spawn_blocking(move || disk.prepare(&endpoints)).await;
+    }
     let mut refused_logged = BTreeSet::new();
     let mut closed_at: Option<Instant> = None;
     loop {
@@ -118,10 +123,33 @@ pub(super) async fn run(shared: Arc<Shared>, client: reqwest::Client) {
             () = shared.wake.notified() => {}
             () = tokio::time::sleep(shared.config.batch_interval) => {}
         }
-        while let Some(mut batch) = shared.take_batch() {
+        while let Some(next) = shared.next() {
+            let mut batch = match next {
+                Next::Batch(batch) => *batch,
+                Next::Disk(index) => match from_disk(&shared, index).await {
+                    Some(batch) => batch,
+                    None => break,
+                },
+            };
             batch.body = compressed(&shared, batch.endpoint, batch.body).await;
             let give_up_at = closed_at.map(|at| at + DRAIN_AFTER_DROP);
-            send(&shared, &client, &batch, give_up_at, &mut refused_logged).await;
+            let done = send(&shared, &client, &batch, give_up_at, &mut refused_logged).await;
+            if let (Some(mark), Some(disk)) = (batch.disk.clone(), shared.disk.clone()) {
+                if done {
+                    let kind = shared.endpoints[batch.endpoint].kind;
+                    shared.stats.buffer_kinds.0[kind.index()]
+                        .replayed
+                        .add(mark.records);
+                }
+                let _ = tokio::task::spawn_blocking(move || {
+                    if done {
+                        disk.commit(&mark);
+                    } else {
+                        disk.release(&mark);
+                    }
+                })
+                .await;
+            }
             shared.finish(&batch);
         }
         if shared.closed.load(Ordering::Relaxed) {
@@ -141,23 +169,50 @@ pub(super) async fn run(shared: Arc<Shared>, client: reqwest::Client) {
     }
 }
 
+/// The next batch of endpoint `index` from the disk buffer, read on a blocking thread.
+async fn from_disk(shared: &Arc<Shared>, index: usize) -> Option<Batch> {
+    let disk = shared.disk.clone()?;
+    let endpoint = &shared.endpoints[index];
+    let (name, max_bytes, max_entries) = (
+        endpoint.name,
+        shared.config.batch_bytes,
+        endpoint.max_entries,
+    );
+    let (records, mark) =
+        tokio::task::spawn_blocking(move || disk.read(name, max_bytes, max_entries))
+            .await
+            .ok()??;
+    let body = buffer::frame(endpoint, records.iter().map(|r| r.entry.bytes.as_slice()));
+    Some(Batch {
+        endpoint: index,
+        target: None,
+        body: Bytes::from(body),
+        items: records.iter().map(|r| r.entry.items).sum(),
+        raw_bytes: 0,
+        disk: Some(mark),
+    })
+}
+
 /// What one attempt came to.
 enum Outcome {
     Delivered,
-    /// Retry, after `Retry-After` if given.
-    Retry(Option<Duration>),
+    /// Retry, after `Retry-After` if given; `unreachable`: nothing answered.
+    Retry {
+        after: Option<Duration>,
+        unreachable: bool,
+    },
     /// Drop the batch.
     Refused,
 }
 
-/// Posts `batch` until it is delivered, refused, or `give_up_at` passes.
+/// Posts `batch` until it is delivered or refused (true), or `give_up_at` passes (false).
 async fn send(
     shared: &Shared,
     client: &reqwest::Client,
     batch: &Batch,
     give_up_at: Option<Instant>,
     refused_logged: &mut BTreeSet<u16>,
-) {
+) -> bool {
     let endpoint = &shared.endpoints[batch.endpoint];
     let stats = &shared.stats;
     let mut attempt: u32 = 0;
@@ -178,14 +233,16 @@ async fn send(
                         endpoint.name
                     );
                 }
-                shared.drop_logged.store(false, Ordering::Relaxed);
-                return;
+                for logged in &shared.drop_logged {
+                    logged.store(false, Ordering::Relaxed);
+                }
+                return true;
             }
             Outcome::Refused => {
                 endpoint.kind.counter(&stats.rejected).add(batch.items);
-                return;
+                return true;
             }
-            Outcome::Retry(after) => {
+            Outcome::Retry { after, unreachable } => {
                 if attempt == 0 {
                     let last = stats
                         .last_error
@@ -199,20 +256,18 @@ async fn send(
                         last.unwrap_or_default()
                     );
                 }
-                let mut delay = after
-                    .map(|d| d.min(shared.config.backoff_max))
-                    .unwrap_or_else(|| backoff(&shared.config, attempt));
-                if let Some(flush) = shared.flush_deadline() {
-                    // One more try before the flush's deadline.
-                    let left = flush.saturating_duration_since(Instant::now());
-                    delay = delay.min(left.saturating_sub(Duration::from_millis(100)));
-                }
+                let delay = match after {
+                    Some(after) => after.min(shared.config.backoff_max),
+                    None if unreachable => reconnect_backoff(&shared.config, attempt),
+                    None => backoff(&shared.config, attempt),
+                };
                 let wake_at = Instant::now() + delay;
                 if give_up_at.is_some_and(|at| wake_at >= at) {
                     endpoint.kind.counter(&stats.unflushed).add(batch.items);
-                    return;
+                    return false;
                 }
-                // A flush starting now cuts the wait short: it wants a try before its deadline.
+                // A flush starting now cuts the wait short once: it wants a try
+                // before its deadline. Later waits keep the policy (no burst).
                 tokio::select! {
                     () = tokio::time::sleep_until(wake_at.into()) => {}
                     () = shared.flush_started.notified() => {}
@@ -274,7 +329,10 @@ async fn attempt_once(
         Err(_) => {
             stats.errors.timeout.inc();
             stats.set_last_error(format!("{}: no response within {timeout:?}", endpoint.name));
-            return Outcome::Retry(None);
+            return Outcome::Retry {
+                after: None,
+                unreachable: true,
+            };
         }
         Ok(Err(err)) => {
             stats.errors.connection.inc();
@@ -284,7 +342,10 @@ async fn attempt_once(
                 endpoint.name,
                 describe(&err.without_url())
             ));
-            return Outcome::Retry(None);
+            return Outcome::Retry {
+                after: None,
+                unreachable: true,
+            };
         }
         Ok(Ok(response)) => response,
     };
@@ -299,18 +360,22 @@ async fn attempt_once(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     stats.set_last_error(format!("{}: HTTP {status}", endpoint.name));
+    let retry = Outcome::Retry {
+        after: retry_after,
+        unreachable: false,
+    };
     match status {
         StatusCode::REQUEST_TIMEOUT => {
             stats.errors.status_408.inc();
-            Outcome::Retry(retry_after)
+            retry
         }
         StatusCode::TOO_MANY_REQUESTS => {
             stats.errors.status_429.inc();
-            Outcome::Retry(retry_after)
+            retry
         }
         s if s.is_server_error() => {
             stats.errors.status_5xx.inc();
-            Outcome::Retry(retry_after)
+            retry
         }
         s => {
             stats.errors.status_4xx.inc();

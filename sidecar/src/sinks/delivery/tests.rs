@@ -59,28 +59,49 @@ fn entry(size: usize, items: u64) -> Entry {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_buffer_drops_the_oldest_entries_of_any_endpoint_and_counts_their_items() {
+async fn a_full_kind_drops_its_own_oldest_and_a_kind_over_its_share_gives_room_back() {
     let config = DeliveryConfig {
         buffer_bytes: 1000,
         batch_bytes: usize::MAX,
         batch_interval: Duration::from_secs(3600),
+        // Points and spans: 500 bytes each.
+        shares: [50, 10, 50, 10, 10, 10],
         ..DeliveryConfig::default()
     };
     let stats = Arc::new(SinkStats::default());
     let endpoints = vec![endpoint(ItemKind::Points), endpoint(ItemKind::Spans)];
     let delivery = Delivery::start("test".into(), endpoints, config, stats.clone())
         .unwrap_or_else(|e| panic!("{e}"));
+    let kinds = &stats.buffer_kinds.0;
+    assert_eq!(kinds[ItemKind::Points.index()].share_bytes.get(), 500);
+    assert_eq!(
+        kinds[ItemKind::Events.index()].share_bytes.get(),
+        0,
+        "not carried"
+    );
     delivery.push(1, entry(400, 3)); // spans, oldest
-    delivery.push(0, entry(400, 5)); // points
+    delivery.push(1, entry(400, 4)); // spans borrow 300 bytes of the points' share
     assert_eq!(stats.buffer_bytes.get(), 800);
-    delivery.push(0, entry(300, 2)); // evicts the spans
+    delivery.push(0, entry(300, 2)); // points within their share: the spans give room back
     assert_eq!(stats.dropped.spans.get(), 3);
-    assert_eq!(stats.dropped.points.get(), 0);
     assert_eq!(stats.buffer_bytes.get(), 700);
+    delivery.push(0, entry(300, 5)); // free room: points borrow 100 bytes
+    assert_eq!(stats.buffer_bytes.get(), 1000);
+    delivery.push(1, entry(200, 1)); // spans over their share: they drop their own oldest
+    assert_eq!(stats.dropped.spans.get(), 7);
+    assert_eq!(stats.dropped.points.get(), 0, "points never lose to spans");
+    assert_eq!(kinds[ItemKind::Points.index()].memory_bytes.get(), 600);
+    assert_eq!(kinds[ItemKind::Spans.index()].memory_bytes.get(), 200);
+    assert!(
+        kinds[ItemKind::Points.index()]
+            .oldest
+            .load(Ordering::Relaxed)
+            > 0
+    );
     delivery.push(0, entry(2000, 9)); // larger than the buffer: itself dropped
     assert_eq!(stats.dropped.points.get(), 9);
-    assert_eq!(stats.buffer_bytes.get(), 700);
-    assert_eq!(delivery.shared.lock().pending, [7, 0, 0, 0, 0, 0]);
+    assert_eq!(stats.buffer_bytes.get(), 800);
+    assert_eq!(delivery.shared.lock().pending, [7, 0, 1, 0, 0, 0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,10 +139,9 @@ async fn a_proxied_request_goes_alone_to_its_own_url_and_is_charged_for_its_head
         ("dd-telemetry-request-type".len() + "app-started".len()) as u64 + ENTRY_OVERHEAD;
     assert_eq!(stats.buffer_bytes.get(), 400 + header_cost);
     let shared = &delivery.shared;
-    let batches: Vec<(u64, Option<Target>, usize)> = std::iter::from_fn(|| {
-        shared
-            .take_batch()
-            .map(|b| (b.items, b.target, b.body.len()))
+    let batches: Vec<(u64, Option<Target>, usize)> = std::iter::from_fn(|| match shared.next() {
+        Some(Next::Batch(b)) => Some((b.items, b.target, b.body.len())),
+        _ => None,
     })
     .collect();
     let body = 100 - ENTRY_OVERHEAD as usize;
