@@ -52,6 +52,8 @@ struct Inner {
     requests: Vec<Recorded>,
     status: u16,
     delay: Duration,
+    /// Paths whose bodies are dropped after decoding (a benchmark's bulk).
+    forget_bodies_of: Vec<String>,
 }
 
 /// The recording endpoint; stops when dropped.
@@ -106,6 +108,12 @@ impl Intake {
     /// Answer every following request with `status`.
     pub fn set_status(&self, status: u16) {
         self.lock().status = status;
+    }
+
+    /// Keep no body of requests to `path` (their other fields stay): for
+    /// benchmarks that would otherwise hold gigabytes.
+    pub fn forget_bodies_of(&self, path: &str) {
+        self.lock().forget_bodies_of.push(path.to_owned());
     }
 
     /// Wait `delay` before answering every following request.
@@ -167,10 +175,12 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let (status, delay) = {
+    let (status, delay, forget) = {
         let inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
-        (inner.status, inner.delay)
+        let forget = inner.forget_bodies_of.iter().any(|p| uri.path() == p);
+        (inner.status, inner.delay, forget)
     };
+    let body = if forget { Bytes::new() } else { body };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

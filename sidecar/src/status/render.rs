@@ -235,6 +235,39 @@ fn sink(out: &mut String, sink: &SinkStatus, now: i64) {
         )
     };
     let _ = writeln!(out, "    Buffer: {fill}");
+    for (kind, part) in &sink.buffer_kinds {
+        let disk = if part.disk_bytes > 0 || part.spilled > 0 {
+            format!(
+                ", disk {}, spilled {}, replayed {}",
+                bytes(part.disk_bytes),
+                part.spilled,
+                part.replayed
+            )
+        } else {
+            String::new()
+        };
+        let oldest = if part.oldest > 0 {
+            format!(", oldest {}", ago(now, Some(part.oldest)))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "      {kind}: {} of {} share{disk}{oldest}",
+            bytes(part.memory_bytes),
+            bytes(part.share_bytes)
+        );
+    }
+    if let Some(disk) = &sink.disk {
+        let _ = writeln!(
+            out,
+            "    Disk buffer: {} of {} in {}, {} corrupt records skipped",
+            bytes(disk.bytes),
+            bytes(disk.capacity),
+            disk.path,
+            disk.corrupt_records
+        );
+    }
     let _ = writeln!(
         out,
         "    Last success: {}",

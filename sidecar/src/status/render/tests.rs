@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use dynoscope_crds::sidecar_status::{
-    AppState, AppStatus, ConfigStatus, Counters, ReceiverStatus, ReloadStatus, SamplerStatus,
-    SendErrors,
+    AppState, AppStatus, ConfigStatus, Counters, DiskBufferStatus, KindBufferStatus,
+    ReceiverStatus, ReloadStatus, SamplerStatus, SendErrors,
 };
 
 use super::*;
@@ -90,6 +90,23 @@ fn status() -> SidecarStatus {
                     ..ItemCounts::default()
                 },
                 buffer_capacity: 100,
+                buffer_kinds: BTreeMap::from([(
+                    "points".to_owned(),
+                    KindBufferStatus {
+                        share_bytes: 40,
+                        memory_bytes: 0,
+                        disk_bytes: 2048,
+                        oldest: NOW - 30,
+                        spilled: 7,
+                        replayed: 3,
+                    },
+                )]),
+                disk: Some(DiskBufferStatus {
+                    path: "/var/lib/dynoscope/dd".into(),
+                    capacity: 1 << 20,
+                    bytes: 2048,
+                    corrupt_records: 1,
+                }),
                 last_error: Some("503 Service Unavailable".into()),
                 started: Some(NOW - 60),
                 builds: Some(2),
@@ -176,7 +193,10 @@ fn each_sink_with_what_it_sent_dropped_and_its_buffer() {
          Sent: 0 points, 0 sketches, 0 spans, 0 events, 0 logs, 0 telemetry\n    \
          Bytes: 0 B   Batches: 0   Retries: 6\n    \
          Errors: timeout 1, status_5xx 5\n    Dropped: points 9\n    Rejected: none\n    \
-         Buffer: 0 B of 100 B (0%)\n    Last success: never\n    \
+         Buffer: 0 B of 100 B (0%)\n      \
+         points: 0 B of 40 B share, disk 2.0 KiB, spilled 7, replayed 3, oldest 30s ago\n    \
+         Disk buffer: 2.0 KiB of 1.0 MiB in /var/lib/dynoscope/dd, 1 corrupt records skipped\n    \
+         Last success: never\n    \
          Last error: 503 Service Unavailable\n    Started: 1m ago, built 2×\n",
     );
 }
