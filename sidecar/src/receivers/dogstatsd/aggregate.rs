@@ -38,24 +38,24 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use dynoscope_crds::dyno::DogStatsdConfig;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::receivers::dogstatsd::mapper::{Mapper, MapperError};
 use crate::receivers::dogstatsd::parser::{Metric, MetricKind};
-use crate::telemetry::sketch::Sketch;
-use crate::telemetry::{DogSketch, MetricType, Point, SketchPoint};
+use crate::telemetry::{MetricType, Point, SketchPoint};
+
+mod config;
+mod value;
+
+pub use config::{
+    AggregatorConfig, HistogramAggregates, DEFAULT_MAX_CONTEXTS, DEFAULT_MAX_SAMPLES,
+    DEFAULT_MAX_TIMESTAMPED,
+};
+use value::Value;
 
 /// Length of a bucket in seconds, as the agent's.
 pub const BUCKET_SECS: i64 = 10;
-
-/// Default of [`AggregatorConfig::max_contexts`].
-pub const DEFAULT_MAX_CONTEXTS: usize = 50_000;
-/// Default of [`AggregatorConfig::max_samples`].
-pub const DEFAULT_MAX_SAMPLES: usize = 4096;
-/// Default of [`AggregatorConfig::max_timestamped`].
-pub const DEFAULT_MAX_TIMESTAMPED: usize = 50_000;
 
 /// What a flush emits: points, and the distributions' sketches.
 #[derive(Debug, Default, PartialEq)]
@@ -75,105 +75,6 @@ impl Flushed {
     /// Nothing to send.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Which aggregates histograms and timers report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HistogramAggregates {
-    /// `.max` (default on).
-    pub max: bool,
-    /// `.min` (default off).
-    pub min: bool,
-    /// `.median` (default on).
-    pub median: bool,
-    /// `.avg` (default on).
-    pub avg: bool,
-    /// `.sum` (default off).
-    pub sum: bool,
-    /// `.count`, as a rate (default on).
-    pub count: bool,
-}
-
-impl Default for HistogramAggregates {
-    fn default() -> Self {
-        Self::from_names(
-            dynoscope_crds::defaults::HISTOGRAM_AGGREGATES
-                .iter()
-                .copied(),
-        )
-    }
-}
-
-impl HistogramAggregates {
-    /// From the config's names (`max`, `min`, `median`, `avg`, `sum`, `count`);
-    /// unknown names were refused by validation and are ignored here.
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut out = Self {
-            max: false,
-            min: false,
-            median: false,
-            avg: false,
-            sum: false,
-            count: false,
-        };
-        for name in names {
-            match name {
-                "max" => out.max = true,
-                "min" => out.min = true,
-                "median" => out.median = true,
-                "avg" => out.avg = true,
-                "sum" => out.sum = true,
-                "count" => out.count = true,
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
-/// How the aggregator folds and bounds; built with [`AggregatorConfig::from_dogstatsd`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct AggregatorConfig {
-    /// Percentiles of histograms and timers, in (0, 1). Default: `[0.95]`.
-    pub percentiles: Vec<f64>,
-    /// Aggregates of histograms and timers. Default: max, median, avg, count.
-    pub aggregates: HistogramAggregates,
-    /// Name mappings, first match wins. Default: none.
-    pub mappings: Vec<dynoscope_crds::observability::MappingSpec>,
-    /// Contexts held across open buckets. Default: [`DEFAULT_MAX_CONTEXTS`].
-    pub max_contexts: usize,
-    /// Exact samples per histogram context before it turns into a sketch.
-    /// Default: [`DEFAULT_MAX_SAMPLES`].
-    pub max_samples: usize,
-    /// `|T` points held until the next flush. Default: [`DEFAULT_MAX_TIMESTAMPED`].
-    pub max_timestamped: usize,
-}
-
-impl Default for AggregatorConfig {
-    fn default() -> Self {
-        Self {
-            percentiles: dynoscope_crds::defaults::HISTOGRAM_PERCENTILES.to_vec(),
-            aggregates: HistogramAggregates::default(),
-            mappings: Vec::new(),
-            max_contexts: DEFAULT_MAX_CONTEXTS,
-            max_samples: DEFAULT_MAX_SAMPLES,
-            max_timestamped: DEFAULT_MAX_TIMESTAMPED,
-        }
-    }
-}
-
-impl AggregatorConfig {
-    /// The aggregator's part of a dyno's DogStatsD config; bounds keep their defaults.
-    pub fn from_dogstatsd(config: &DogStatsdConfig) -> Self {
-        Self {
-            percentiles: config.histogram_percentiles.clone(),
-            aggregates: HistogramAggregates::from_names(
-                config.histogram_aggregates.iter().map(String::as_str),
-            ),
-            mappings: config.mappings.clone(),
-            ..Self::default()
-        }
     }
 }
 
@@ -235,16 +136,6 @@ struct Series {
     name: Box<str>,
     tags: Box<[Box<str>]>,
     value: Value,
-}
-
-#[derive(Debug)]
-enum Value {
-    Count(f64),
-    Gauge(f64),
-    /// Hashes of the members: distinct count is all a set reports.
-    Set(hashbrown::HashSet<u64, foldhash::fast::FixedState>),
-    Histogram(Histogram),
-    Distribution(Box<DogSketch>),
 }
 
 impl Aggregator {
@@ -554,92 +445,6 @@ impl Aggregator {
 
 fn tags_eq(stored: &[Box<str>], tags: &[&str]) -> bool {
     stored.len() == tags.len() && stored.iter().zip(tags).all(|(a, b)| **a == **b)
-}
-
-impl Value {
-    fn new(kind: MetricKind) -> Self {
-        match kind {
-            MetricKind::Count => Value::Count(0.0),
-            MetricKind::Gauge => Value::Gauge(0.0),
-            MetricKind::Set => Value::Set(Default::default()),
-            MetricKind::Timer | MetricKind::Histogram => Value::Histogram(Histogram::default()),
-            MetricKind::Distribution => Value::Distribution(Box::default()),
-        }
-    }
-}
-
-/// The samples of a histogram or timer context: exact up to a cap, then a sketch.
-#[derive(Debug, Default)]
-struct Histogram {
-    /// `(value, weight)`; emptied into `sketch` when it reaches the cap.
-    samples: Vec<(f64, f64)>,
-    sketch: Option<Box<Sketch>>,
-    count: f64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-/// Exact totals of a histogram.
-struct HistogramStats {
-    count: f64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Histogram {
-    fn add(&mut self, value: f64, weight: f64, max_samples: usize) {
-        if self.count == 0.0 {
-            (self.min, self.max) = (value, value);
-        }
-        self.count += weight;
-        self.sum += value * weight;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        if let Some(sketch) = &mut self.sketch {
-            sketch.add(value, weight);
-        } else if self.samples.len() < max_samples {
-            self.samples.push((value, weight));
-        } else {
-            let mut sketch = Box::new(Sketch::new());
-            for (v, w) in self.samples.drain(..) {
-                sketch.add(v, w);
-            }
-            sketch.add(value, weight);
-            self.samples = Vec::new();
-            self.sketch = Some(sketch);
-        }
-    }
-
-    fn stats(&self) -> Option<HistogramStats> {
-        (self.count > 0.0).then_some(HistogramStats {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-        })
-    }
-
-    /// Nearest rank over the weighted samples (sorts them on first use).
-    fn quantile(&mut self, q: f64) -> f64 {
-        if let Some(sketch) = &self.sketch {
-            return sketch.quantile(q).unwrap_or(self.max);
-        }
-        if !self.samples.is_sorted_by(|a, b| a.0 <= b.0) {
-            self.samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        }
-        let target = q * self.count;
-        let mut seen = 0.0;
-        for (value, weight) in &self.samples {
-            seen += weight;
-            // A relative epsilon so 0.95 × 100 reaching 95 is not lost to rounding.
-            if seen >= target * (1.0 - 1e-12) {
-                return *value;
-            }
-        }
-        self.max
-    }
 }
 
 #[cfg(test)]
