@@ -175,6 +175,7 @@ fn with_counts(name: &str, listen: &ReceiverStatus, stats: &Stats) -> ReceiverSt
                 ("service_checks", d.service_checks.get()),
                 ("kernel_drops", d.kernel_drops.get()),
                 ("context_overflow", d.context_overflow.get()),
+                ("context_bytes", d.context_bytes.get()),
             ];
             (counts.to_vec(), kinds(&d.parse_errors))
         }

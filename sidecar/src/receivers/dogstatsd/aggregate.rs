@@ -16,7 +16,10 @@
 //! Distributions leave as whole sketches, as the Agent sends them, so that
 //! Datadog can merge every dyno's into one distribution; each sink turns
 //! them into what its backend has (see [`crate::sinks`]). A sample rate `r`
-//! counts a value `round(1/r)` times: the Agent's sketches count whole values.
+//! counts a value `trunc(1/r)` times in the sketch's bins and count and
+//! `1/r` times in its sum, as the Agent's `quantile.Agent.Insert` does (so
+//! `@0.4` counts 2, not 2.5 or 3). Counts add `value / r`, histograms weigh
+//! each value `1/r`, gauges and sets ignore the rate, as the Agent does.
 //!
 //! Histogram percentiles are the nearest rank over the weighted samples
 //! (the smallest value whose cumulative weight reaches q × total weight);
@@ -28,30 +31,38 @@
 //! Points with `|T` (counts and gauges) skip aggregation and keep their
 //! timestamp; the sample rate is not applied to them (protocol 1.3).
 //!
-//! Memory is bounded: at most [`AggregatorConfig::max_contexts`] contexts
-//! across open buckets and [`AggregatorConfig::max_timestamped`] pending
-//! `|T` points; samples beyond are dropped and counted in [`AggregatorStats`].
+//! A context is also keyed by the sample's origin (`c:`, `e:`, `card:`;
+//! see the parser's `origin` module): two containers' samples are two
+//! contexts, as in the Agent's origin-aware aggregation, and the points and
+//! sketches of a context carry its origin.
+//!
+//! Memory is bounded in bytes: [`AggregatorConfig::max_bytes`] across open
+//! buckets and pending `|T` points, charging each context its entry, its
+//! slot in the table, its name, tags and origin and what its value holds
+//! (a set's members, a histogram's samples, a sketch's bins). Once the
+//! budget is reached, a line that would open a context, add a `|T` point or
+//! grow a set, histogram or distribution is dropped and counted in
+//! [`AggregatorStats`]; counts and gauges of open contexts still fold (they
+//! hold no more). The budget can be passed by one line's growth at most.
 //!
 //! Contexts are found by a 64-bit hash of name, tags and type, then checked
 //! for equality, so a line costs one hash and no allocation unless it opens a
 //! new context.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::receivers::dogstatsd::mapper::{Mapper, MapperError};
-use crate::receivers::dogstatsd::parser::{Metric, MetricKind};
+use crate::receivers::dogstatsd::parser::{Metric, MetricKind, Origin};
 use crate::telemetry::{MetricType, Point, SketchPoint};
 
 mod config;
 mod value;
 
-pub use config::{
-    AggregatorConfig, HistogramAggregates, DEFAULT_MAX_CONTEXTS, DEFAULT_MAX_SAMPLES,
-    DEFAULT_MAX_TIMESTAMPED,
-};
+pub use config::{AggregatorConfig, HistogramAggregates, DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES};
 use value::Value;
 
 /// Length of a bucket in seconds, as the agent's.
@@ -83,13 +94,17 @@ impl Flushed {
 pub struct AggregatorStats {
     /// Contexts in the open buckets now.
     pub contexts: usize,
+    /// Bytes held now, charged to [`AggregatorConfig::max_bytes`].
+    pub bytes: usize,
     /// Metric lines folded into a context.
     pub samples: u64,
-    /// Lines dropped because [`AggregatorConfig::max_contexts`] was reached.
+    /// Lines dropped because [`AggregatorConfig::max_bytes`] was reached:
+    /// a new context, or a sample that would grow a set, histogram or
+    /// distribution.
     pub context_overflow: u64,
     /// `|T` points passed through.
     pub timestamped: u64,
-    /// `|T` points dropped because [`AggregatorConfig::max_timestamped`] was reached.
+    /// `|T` points dropped because [`AggregatorConfig::max_bytes`] was reached.
     pub timestamped_overflow: u64,
     /// Lines renamed by a mapping.
     pub mapped: u64,
@@ -104,7 +119,7 @@ pub enum Inserted {
     Aggregated,
     /// Kept as a `|T` point for the next flush.
     Timestamped,
-    /// Dropped: too many contexts or pending `|T` points.
+    /// Dropped: the byte budget is spent.
     Overflow,
 }
 
@@ -119,6 +134,8 @@ pub struct Aggregator {
     /// Open buckets, oldest first; rarely more than two.
     buckets: Vec<Bucket>,
     timestamped: Vec<Point>,
+    /// Bytes charged for `timestamped`.
+    timestamped_bytes: usize,
     hasher: foldhash::fast::FixedState,
     stats: AggregatorStats,
 }
@@ -127,6 +144,8 @@ pub struct Aggregator {
 struct Bucket {
     start: i64,
     series: HashTable<Series>,
+    /// Bytes charged for `series`.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -135,7 +154,26 @@ struct Series {
     kind: MetricKind,
     name: Box<str>,
     tags: Box<[Box<str>]>,
+    /// `c:`, `e:`, `card:` of the samples; part of the context.
+    origin: Option<Arc<crate::telemetry::Origin>>,
     value: Value,
+}
+
+/// A hashbrown slot's overhead beyond the entry: one control byte, and the
+/// table's spare capacity (it grows at 7/8 full).
+const SLOT_OVERHEAD: usize = 1 + size_of::<Series>() / 7;
+
+/// What a context costs before its samples: its entry and slot, its name,
+/// tags and origin.
+fn context_bytes(name: &str, tags: &[&str], origin: Option<&crate::telemetry::Origin>) -> usize {
+    size_of::<Series>()
+        + SLOT_OVERHEAD
+        + name.len()
+        + tags
+            .iter()
+            .map(|t| size_of::<Box<str>>() + t.len())
+            .sum::<usize>()
+        + origin.map_or(0, crate::telemetry::Origin::approx_bytes)
 }
 
 impl Aggregator {
@@ -174,6 +212,7 @@ impl Aggregator {
             percentile_suffixes,
             buckets: Vec::new(),
             timestamped: Vec::new(),
+            timestamped_bytes: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x6479_6e6f),
             stats: AggregatorStats::default(),
         }
@@ -193,12 +232,18 @@ impl Aggregator {
     pub fn stats(&self) -> AggregatorStats {
         AggregatorStats {
             contexts: self.contexts(),
+            bytes: self.bytes(),
             ..self.stats
         }
     }
 
     fn contexts(&self) -> usize {
         self.buckets.iter().map(|b| b.series.len()).sum()
+    }
+
+    /// Bytes held: the open buckets' and the pending `|T` points'.
+    fn bytes(&self) -> usize {
+        self.timestamped_bytes + self.buckets.iter().map(|b| b.bytes).sum::<usize>()
     }
 
     /// Folds one metric line received at `now` (unix seconds).
@@ -224,7 +269,7 @@ impl Aggregator {
         tags.extend(extra.iter().map(String::as_str));
         tags.sort_unstable();
         tags.dedup();
-        let hash = self.hash(name, &tags, metric.kind);
+        let hash = self.hash(name, &tags, metric.kind, &metric.origin);
 
         let start = now.div_euclid(BUCKET_SECS) * BUCKET_SECS;
         let bucket_index = match self.buckets.iter().rposition(|b| b.start == start) {
@@ -236,36 +281,56 @@ impl Aggregator {
                     Bucket {
                         start,
                         series: HashTable::new(),
+                        bytes: 0,
                     },
                 );
                 at
             }
         };
-        let full = self.contexts() >= self.config.max_contexts;
-        let Some(bucket) = self.buckets.get_mut(bucket_index) else {
+        let full = self.bytes() >= self.config.max_bytes;
+        let Some(Bucket {
+            series: table,
+            bytes: bucket_bytes,
+            ..
+        }) = self.buckets.get_mut(bucket_index)
+        else {
             return Inserted::Overflow;
         };
         let kind = metric.kind;
+        let origin = &metric.origin;
         let eq = |s: &Series| {
-            s.hash == hash && s.kind == kind && &*s.name == name && tags_eq(&s.tags, &tags)
+            s.hash == hash
+                && s.kind == kind
+                && &*s.name == name
+                && tags_eq(&s.tags, &tags)
+                && origin.matches(s.origin.as_deref())
         };
-        let series = match bucket.series.entry(hash, eq, |s| s.hash) {
+        let series = match table.entry(hash, eq, |s| s.hash) {
             hashbrown::hash_table::Entry::Occupied(entry) => entry.into_mut(),
             hashbrown::hash_table::Entry::Vacant(_) if full => {
                 self.stats.context_overflow += 1;
                 return Inserted::Overflow;
             }
             hashbrown::hash_table::Entry::Vacant(entry) => {
+                let origin = origin.to_telemetry().map(Arc::new);
+                *bucket_bytes += context_bytes(name, &tags, origin.as_deref());
                 let series = Series {
                     hash,
                     kind,
                     name: name.into(),
                     tags: tags.iter().map(|t| Box::from(*t)).collect(),
+                    origin,
                     value: Value::new(kind),
                 };
                 entry.insert(series).into_mut()
             }
         };
+        let grows = series.value.grows();
+        if grows && full {
+            self.stats.context_overflow += 1;
+            return Inserted::Overflow;
+        }
+        let held = if grows { series.value.heap_bytes() } else { 0 };
         let weight = 1.0 / metric.sample_rate;
         match &mut series.value {
             Value::Count(sum) => *sum += metric.values().sum::<f64>() * weight,
@@ -285,18 +350,21 @@ impl Aggregator {
                 }
             }
             Value::Distribution(sketch) => {
-                let n = (weight.round() as u64).max(1);
                 for v in metric.values() {
-                    sketch.insert(v, n);
+                    sketch.insert_weighted(v, weight);
                 }
             }
+        }
+        if grows {
+            // Sets and histograms only grow; a sketch may shrink when it collapses.
+            *bucket_bytes = (*bucket_bytes + series.value.heap_bytes()).saturating_sub(held);
         }
         self.stats.samples += 1;
         Inserted::Aggregated
     }
 
     fn insert_timestamped(&mut self, metric: &Metric<'_>, timestamp: i64) -> Inserted {
-        if self.timestamped.len() >= self.config.max_timestamped {
+        if self.bytes() >= self.config.max_bytes {
             self.stats.timestamped_overflow += 1;
             return Inserted::Overflow;
         }
@@ -307,25 +375,29 @@ impl Aggregator {
         let mut tags: Vec<String> = metric.tags.iter().map(str::to_owned).chain(extra).collect();
         tags.sort_unstable();
         tags.dedup();
+        let origin = metric.origin.to_telemetry().map(Arc::new);
         let (metric_type, interval) = match metric.kind {
             MetricKind::Count => (MetricType::Count, BUCKET_SECS as u32),
             _ => (MetricType::Gauge, 0),
         };
         for value in metric.values() {
-            self.timestamped.push(Point {
+            let point = Point {
                 name: name.clone(),
                 metric_type,
                 value,
                 timestamp,
                 interval,
                 tags: tags.clone(),
-            });
+                origin: origin.clone(),
+            };
+            self.timestamped_bytes += crate::telemetry::Telemetry::point_bytes(&point);
+            self.timestamped.push(point);
         }
         self.stats.timestamped += 1;
         Inserted::Timestamped
     }
 
-    fn hash(&self, name: &str, sorted_tags: &[&str], kind: MetricKind) -> u64 {
+    fn hash(&self, name: &str, sorted_tags: &[&str], kind: MetricKind, origin: &Origin<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
         h.write(name.as_bytes());
         // Separators keep ("ab", ["c"]) and ("a", ["bc"]) apart.
@@ -335,6 +407,7 @@ impl Aggregator {
             h.write_u8(0xff);
         }
         h.write_u8(kind as u8);
+        origin.hash_into(&mut h);
         h.finish()
     }
 
@@ -359,6 +432,7 @@ impl Aggregator {
             points: std::mem::take(&mut self.timestamped),
             sketches: Vec::new(),
         };
+        self.timestamped_bytes = 0;
         for bucket in buckets {
             for series in bucket.series {
                 self.emit_series(series, bucket.start, &mut out);
@@ -378,12 +452,14 @@ impl Aggregator {
                     interval: BUCKET_SECS as u32,
                     tags,
                     sketch: *sketch,
+                    origin: series.origin,
                 });
             }
             return;
         }
         let out = &mut flushed.points;
         let name = &*series.name;
+        let origin = &series.origin;
         let gauge = |suffix: &str, value: f64| Point {
             name: format!("{name}{suffix}"),
             metric_type: MetricType::Gauge,
@@ -391,6 +467,7 @@ impl Aggregator {
             timestamp,
             interval: 0,
             tags: tags.clone(),
+            origin: origin.clone(),
         };
         let per_bucket = |suffix: &str, metric_type: MetricType, value: f64| Point {
             name: format!("{name}{suffix}"),
@@ -399,6 +476,7 @@ impl Aggregator {
             timestamp,
             interval: BUCKET_SECS as u32,
             tags: tags.clone(),
+            origin: origin.clone(),
         };
         match series.value {
             Value::Count(sum) => out.push(per_bucket(

@@ -409,6 +409,7 @@ fn point(
         timestamp,
         interval,
         tags: tags.to_vec(),
+        origin: None,
     }
 }
 

@@ -12,6 +12,7 @@ fn point(name: &str, metric_type: MetricType, value: f64, tags: &[&str]) -> Poin
             10
         },
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        origin: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn a_distribution_is_a_summary_of_its_latest_quantiles_and_running_totals() {
             interval: 10,
             tags: vec!["route:a".into()],
             sketch,
+            origin: None,
         }
     };
     exporter.record_sketch(&sketch_point(&[1000.0; 4]));

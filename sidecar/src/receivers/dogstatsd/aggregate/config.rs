@@ -3,12 +3,11 @@
 
 use dynoscope_crds::dyno::DogStatsdConfig;
 
-/// Default of [`AggregatorConfig::max_contexts`].
-pub const DEFAULT_MAX_CONTEXTS: usize = 50_000;
+/// Default of [`AggregatorConfig::max_bytes`]: 8 MiB, some 35 000 counter
+/// contexts with three short tags (~240 bytes each).
+pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 /// Default of [`AggregatorConfig::max_samples`].
 pub const DEFAULT_MAX_SAMPLES: usize = 4096;
-/// Default of [`AggregatorConfig::max_timestamped`].
-pub const DEFAULT_MAX_TIMESTAMPED: usize = 50_000;
 
 /// Which aggregates histograms and timers report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,13 +72,13 @@ pub struct AggregatorConfig {
     pub aggregates: HistogramAggregates,
     /// Name mappings, first match wins. Default: none.
     pub mappings: Vec<dynoscope_crds::observability::MappingSpec>,
-    /// Contexts held across open buckets. Default: [`DEFAULT_MAX_CONTEXTS`].
-    pub max_contexts: usize,
+    /// Bytes held across open buckets and pending `|T` points: each
+    /// context's entry, name, tags, origin and samples. Default:
+    /// [`DEFAULT_MAX_BYTES`].
+    pub max_bytes: usize,
     /// Exact samples per histogram context before it turns into a sketch.
     /// Default: [`DEFAULT_MAX_SAMPLES`].
     pub max_samples: usize,
-    /// `|T` points held until the next flush. Default: [`DEFAULT_MAX_TIMESTAMPED`].
-    pub max_timestamped: usize,
 }
 
 impl Default for AggregatorConfig {
@@ -88,9 +87,8 @@ impl Default for AggregatorConfig {
             percentiles: dynoscope_crds::defaults::HISTOGRAM_PERCENTILES.to_vec(),
             aggregates: HistogramAggregates::default(),
             mappings: Vec::new(),
-            max_contexts: DEFAULT_MAX_CONTEXTS,
+            max_bytes: DEFAULT_MAX_BYTES,
             max_samples: DEFAULT_MAX_SAMPLES,
-            max_timestamped: DEFAULT_MAX_TIMESTAMPED,
         }
     }
 }

@@ -16,6 +16,33 @@ pub(super) enum Value {
 }
 
 impl Value {
+    /// What the value holds on the heap: a set's table, a histogram's
+    /// samples or sketch, a distribution's sketch. Constant time, so it can
+    /// be asked at every sample of the kinds that grow.
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            Value::Count(_) | Value::Gauge(_) => 0,
+            // A hashbrown slot: the member and one control byte.
+            Value::Set(members) => members.capacity() * (size_of::<u64>() + 1),
+            Value::Histogram(hist) => {
+                hist.samples.capacity() * size_of::<(f64, f64)>()
+                    + hist
+                        .sketch
+                        .as_ref()
+                        .map_or(0, |s| size_of::<Sketch>() + s.heap_bytes())
+            }
+            Value::Distribution(sketch) => size_of::<DogSketch>() + sketch.heap_bytes(),
+        }
+    }
+
+    /// Whether a sample can make the value hold more bytes.
+    pub(super) fn grows(&self) -> bool {
+        matches!(
+            self,
+            Value::Set(_) | Value::Histogram(_) | Value::Distribution(_)
+        )
+    }
+
     pub(super) fn new(kind: MetricKind) -> Self {
         match kind {
             MetricKind::Count => Value::Count(0.0),

@@ -1,14 +1,12 @@
-//! The origin fields of a DogStatsD message (protocol 1.2–1.6).
-//! # Origin fields (protocol 1.2–1.6)
-//!
-//! What the Agent does with them, and what dynoscope does:
+//! The origin fields of a DogStatsD message (protocol 1.2–1.6): what the
+//! Agent does with each, and what dynoscope does.
 //!
 //! - `c:` — the sender's container. `c:ci-<id>` (1.4) and the older bare
 //!   `c:<id>` (1.2) name the container id; `c:in-<inode>` (1.4) names the
 //!   inode of the sender's cgroup, which the Agent maps to a container id.
-//!   The Agent uses the container for *origin detection*: it adds that
-//!   container's tags (image, pod, `kube_*`, …, from its tagger) to the
-//!   message, and keeps origins apart in the aggregation context.
+//!   The Agent uses the container for *origin detection*: its tagger adds
+//!   that container's tags (image, pod, `kube_*`, …) to the sample, event or
+//!   check.
 //! - `e:` — external data (1.5), `it-<bool>,cn-<container name>,pu-<pod uid>`,
 //!   injected by Datadog's Kubernetes admission controller when the client
 //!   cannot see its own container id; resolved by the Agent like `c:`.
@@ -16,10 +14,22 @@
 //!   the origin's tags the Agent adds, overriding its
 //!   `dogstatsd_tag_cardinality`. Other values are ignored.
 //!
+//! Aggregation: the Agent's context key is the name, the host and the tags
+//! *after* that enrichment, so samples of two containers with the same name
+//! and tags are two contexts (origin-aware aggregation), unless the origins
+//! bring equal tags (`card:none` brings none).
+//!
 //! A dyno has one app and no container tagger, so there is nothing to
-//! enrich: the fields are parsed, kept on events and service checks as
-//! their [`Origin`](crate::telemetry::Origin) (shown by the jsonl sink), and
-//! never glued to a message or a tag.
+//! enrich: the fields are parsed and never glued to a message or a tag;
+//! events and service checks keep them as their
+//! [`Origin`](crate::telemetry::Origin); metric samples keep them in their
+//! aggregation context — the origin itself stands in for the tags it would
+//! bring, so two origins are always two contexts (at worst one context more
+//! than the Agent, for origins whose tags would be equal) — and the points and
+//! sketches of the context carry it. The jsonl sink shows it (`origin`);
+//! the Datadog sink sends no field for it, as the Agent sends none (only the
+//! tags it brings, and here there are none). Its bytes count against the
+//! aggregator's byte budget like the name and tags.
 
 /// The origin fields of a message (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,9 +67,40 @@ impl<'a> Origin<'a> {
         true
     }
 
+    /// Whether no origin field was sent.
+    pub fn is_empty(&self) -> bool {
+        *self == Origin::default()
+    }
+
+    /// Whether `kept` (the origin of an aggregation context) is this one.
+    pub fn matches(&self, kept: Option<&crate::telemetry::Origin>) -> bool {
+        match kept {
+            None => self.is_empty(),
+            Some(kept) => {
+                self.container_id == kept.container_id.as_deref()
+                    && self.cgroup_inode == kept.cgroup_inode
+                    && self.external_data == kept.external_data.as_deref()
+                    && self.cardinality == kept.cardinality.as_deref()
+            }
+        }
+    }
+
+    /// Feeds the fields to an aggregation context's hash; nothing when none
+    /// was sent, so the usual line pays nothing for it.
+    pub fn hash_into(&self, h: &mut impl std::hash::Hasher) {
+        if self.is_empty() {
+            return;
+        }
+        for field in [self.container_id, self.external_data, self.cardinality] {
+            h.write(field.unwrap_or_default().as_bytes());
+            h.write_u8(0xfe);
+        }
+        h.write_u64(self.cgroup_inode.unwrap_or_default());
+    }
+
     /// The origin as the pipeline carries it; `None` when no field was sent.
     pub fn to_telemetry(&self) -> Option<crate::telemetry::Origin> {
-        if *self == Origin::default() {
+        if self.is_empty() {
             return None;
         }
         Some(crate::telemetry::Origin {
