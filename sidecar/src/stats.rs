@@ -295,8 +295,10 @@ pub struct TraceStats {
     pub telemetry_dropped: KindCounts,
     /// Spans counted in APM stats.
     pub stats_spans: Gauge,
-    /// Spans left out of APM stats because the group limit was reached.
+    /// Spans left out of APM stats because its byte budget was spent.
     pub stats_overflow: Gauge,
+    /// Bytes APM stats hold now, against their budget.
+    pub stats_bytes: Gauge,
     /// APM stats points flushed to the pipeline.
     pub stats_points: Counter,
 }
