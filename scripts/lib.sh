@@ -41,6 +41,8 @@ ensure_test_prerequisites() {
   ensure_apt postgresql redis-server memcached sasl2-bin libsasl2-modules openssl
   # The Prometheus sink's tests run a real Prometheus (tests/src/intake.rs).
   ensure_apt prometheus
+  # The sketch test decodes with a decoder protoc builds from tests/proto.
+  ensure_apt protobuf-compiler
   ensure_venv
 }
 

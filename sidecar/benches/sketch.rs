@@ -40,6 +40,7 @@ fn sketch_of(values: &[f64]) -> SketchPoint {
         .map(String::from)
         .to_vec(),
         sketch,
+        origin: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn gauges_of(point: &SketchPoint) -> Vec<Point> {
         timestamp: point.timestamp,
         interval,
         tags: point.tags.clone(),
+        origin: None,
     };
     let mut out: Vec<Point> = gauges
         .iter()

@@ -122,6 +122,7 @@ fn main() {
                 timestamp: now_s,
                 interval: 0,
                 tags: vec!["dyno:web.1".into(), format!("shard:{}", i % 7)],
+                origin: None,
             })
             .collect();
         let _ = sink.write(&[Telemetry::Traces(chunks), Telemetry::Points(points)]);

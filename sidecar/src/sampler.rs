@@ -207,6 +207,7 @@ pub fn points(sample: &Sample) -> Vec<Point> {
             timestamp: sample.at,
             interval: 0,
             tags: Vec::new(),
+            origin: None,
         })
         .collect()
 }

@@ -241,9 +241,12 @@ pub struct DogStatsdStats {
     pub service_checks: Counter,
     /// Lines rejected, by kind of error (`bad_value`, `bad_type`…).
     pub parse_errors: KindCounts,
-    /// Metric lines dropped because the aggregator held its maximum of contexts.
+    /// Metric lines dropped because the aggregator's byte budget was spent
+    /// (a new context, or a sample that would grow one).
     pub context_overflow: Gauge,
-    /// `|T` points dropped because too many were pending.
+    /// Bytes the aggregator holds now, against its budget.
+    pub context_bytes: Gauge,
+    /// `|T` points dropped because the aggregator's byte budget was spent.
     pub timestamped_overflow: Gauge,
     /// Metric lines renamed by a mapping.
     pub mapped: Gauge,
@@ -292,8 +295,10 @@ pub struct TraceStats {
     pub telemetry_dropped: KindCounts,
     /// Spans counted in APM stats.
     pub stats_spans: Gauge,
-    /// Spans left out of APM stats because the group limit was reached.
+    /// Spans left out of APM stats because its byte budget was spent.
     pub stats_overflow: Gauge,
+    /// Bytes APM stats hold now, against their budget.
+    pub stats_bytes: Gauge,
     /// APM stats points flushed to the pipeline.
     pub stats_points: Counter,
 }

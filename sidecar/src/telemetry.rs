@@ -3,6 +3,8 @@
 //! Every producer builds these types; every sink consumes them. Tags are
 //! complete when they reach a sink: the pipeline adds the dyno's tags.
 
+use std::sync::Arc;
+
 pub mod dogsketch;
 pub mod sketch;
 mod span;
@@ -48,6 +50,10 @@ pub struct Point {
     pub interval: u32,
     /// `key:value` tags, sorted and de-duplicated.
     pub tags: Vec<String>,
+    /// The DogStatsD origin fields of the samples, part of their aggregation
+    /// context (see [`Origin`]); `None` for everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Arc<Origin>>,
 }
 
 /// A distribution's sketch over one bucket, as the Datadog agent sends it.
@@ -63,6 +69,9 @@ pub struct SketchPoint {
     pub tags: Vec<String>,
     /// The values of the bucket.
     pub sketch: DogSketch,
+    /// The DogStatsD origin fields of the samples, part of their aggregation
+    /// context (see [`Origin`]).
+    pub origin: Option<Arc<Origin>>,
 }
 
 /// A DogStatsD event (`_e{…}`).
@@ -91,9 +100,11 @@ pub struct Event {
     pub origin: Option<Origin>,
 }
 
-/// Where a DogStatsD event or service check says it comes from (`c:`, `e:`,
-/// `card:`; the dogstatsd parser's module docs say what the Agent does with
-/// them). Kept, not acted upon: a dyno has no container tagger.
+/// Where a DogStatsD metric, event or service check says it comes from
+/// (`c:`, `e:`, `card:`; the dogstatsd parser's `origin` module says what the
+/// Agent does with them). Kept, not acted upon: a dyno has no container
+/// tagger. Metric samples of different origins are different aggregation
+/// contexts, as in the Agent, where each origin brings its own tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     /// Container id (`c:ci-<id>` or bare `c:<id>`).
@@ -108,6 +119,17 @@ pub struct Origin {
     /// Requested tag cardinality (`card:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cardinality: Option<String>,
+}
+
+impl Origin {
+    /// Approximately the bytes it holds, inline and on the heap.
+    pub fn approx_bytes(&self) -> usize {
+        size_of::<Origin>()
+            + [&self.container_id, &self.external_data, &self.cardinality]
+                .iter()
+                .map(|field| field.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+    }
 }
 
 /// A service check (`_sc|…`, or an integration's can-connect).
@@ -156,14 +178,19 @@ fn option_bytes(s: Option<&String>) -> usize {
 }
 
 impl Telemetry {
+    /// Approximately the bytes one point holds, inline and on the heap.
+    pub fn point_bytes(p: &Point) -> usize {
+        size_of::<Point>()
+            + p.name.len()
+            + strings_bytes(&p.tags)
+            + p.origin.as_deref().map_or(0, Origin::approx_bytes)
+    }
+
     /// Approximately the bytes the item holds, inline and on the heap: what
     /// it costs in a queue. Errs high rather than low (see [`Span::approx_bytes`]).
     pub fn approx_bytes(&self) -> usize {
         let inner = match self {
-            Telemetry::Points(points) => points
-                .iter()
-                .map(|p| size_of::<Point>() + p.name.len() + strings_bytes(&p.tags))
-                .sum(),
+            Telemetry::Points(points) => points.iter().map(Telemetry::point_bytes).sum(),
             Telemetry::Traces(chunks) => chunks.iter().map(TraceChunk::approx_bytes).sum(),
             Telemetry::Sketches(sketches) => sketches
                 .iter()
@@ -172,6 +199,7 @@ impl Telemetry {
                         + s.name.len()
                         + strings_bytes(&s.tags)
                         + s.sketch.heap_bytes()
+                        + s.origin.as_deref().map_or(0, Origin::approx_bytes)
                 })
                 .sum(),
             Telemetry::Event(e) => {

@@ -10,67 +10,59 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dynoscope_tests::harness::{decode_with_python, render, status_of, Sidecar};
+use dynoscope_tests::harness::{decode_with_python, python, render, status_of, Sidecar};
 use dynoscope_tests::intake::{get, Intake};
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::wait_for;
-use prost::Message;
 use serde_json::Value;
 
 const KEY: &str = "dd-test-key-5a1e7c90";
 /// Values of the distribution: 0.731, 1.462, … 7310.
 const VALUES: usize = 10_000;
 
-/// `SketchPayload`, written here from PROTOCOLS.md §5 (DataDog/agent-payload
-/// `proto/metrics/agent_payload.proto`), not the sidecar's structs.
-mod dd {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SketchPayload {
-        #[prost(message, repeated, tag = "1")]
-        pub sketches: Vec<Sketch>,
-    }
+/// Decodes `SketchPayload` bodies with a decoder generated at test time from
+/// `tests/proto/agent_payload.proto` (DataDog/agent-payload's schema; its
+/// origin and license are in the file) by `protoc` (Debian's
+/// `protobuf-compiler`) and Python's `protobuf`: nothing of the sidecar's
+/// own encoder. Prints one object per sketch.
+const DECODE_SKETCHES: &str = r#"
+import json, os, subprocess, sys, tempfile
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+proto_dir = "PROTO_DIR"
+with tempfile.TemporaryDirectory() as d:
+    out = os.path.join(d, "set.pb")
+    try:
+        subprocess.run(["protoc", "--proto_path", proto_dir, "--descriptor_set_out", out,
+                        "agent_payload.proto"], check=True)
+    except FileNotFoundError:
+        sys.exit("protoc is missing: install Debian's protobuf-compiler (scripts/test.sh does)")
+    files = descriptor_pb2.FileDescriptorSet.FromString(open(out, "rb").read())
+pool = descriptor_pool.DescriptorPool()
+for f in files.file:
+    pool.Add(f)
+SketchPayload = message_factory.GetMessageClass(
+    pool.FindMessageTypeByName("datadog.agentpayload.SketchPayload"))
+sketches = []
+for path in sys.argv[1:]:
+    payload = SketchPayload.FromString(open(path, "rb").read())
+    for s in payload.sketches:
+        origin = s.metadata.origin
+        sketches.append({
+            "metric": s.metric, "host": s.host, "tags": list(s.tags),
+            "distributions": len(s.distributions),
+            "origin": [origin.origin_product, origin.origin_category, origin.origin_service]
+                      if s.HasField("metadata") and s.metadata.HasField("origin") else None,
+            "dogsketches": [{"ts": d.ts, "cnt": d.cnt, "min": d.min, "max": d.max, "avg": d.avg,
+                             "sum": d.sum, "k": list(d.k), "n": list(d.n)}
+                            for d in s.dogsketches]})
+print(json.dumps(sketches))
+"#;
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sketch {
-        #[prost(string, tag = "1")]
-        pub metric: String,
-        #[prost(string, tag = "2")]
-        pub host: String,
-        #[prost(message, repeated, tag = "3")]
-        pub distributions: Vec<Distribution>,
-        #[prost(string, repeated, tag = "4")]
-        pub tags: Vec<String>,
-        #[prost(message, repeated, tag = "7")]
-        pub dogsketches: Vec<Dogsketch>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Distribution {
-        #[prost(int64, tag = "1")]
-        pub ts: i64,
-        #[prost(int64, tag = "2")]
-        pub cnt: i64,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Dogsketch {
-        #[prost(int64, tag = "1")]
-        pub ts: i64,
-        #[prost(int64, tag = "2")]
-        pub cnt: i64,
-        #[prost(double, tag = "3")]
-        pub min: f64,
-        #[prost(double, tag = "4")]
-        pub max: f64,
-        #[prost(double, tag = "5")]
-        pub avg: f64,
-        #[prost(double, tag = "6")]
-        pub sum: f64,
-        #[prost(sint32, repeated, tag = "7")]
-        pub k: Vec<i32>,
-        #[prost(uint32, repeated, tag = "8")]
-        pub n: Vec<u32>,
-    }
+/// The sketches of recorded bodies, decoded by [`DECODE_SKETCHES`].
+fn decode_sketches(bodies: &[&[u8]]) -> Vec<Value> {
+    let proto_dir = dynoscope_tests::repo_root().join("tests/proto");
+    let script = DECODE_SKETCHES.replace("PROTO_DIR", &proto_dir.display().to_string());
+    serde_json::from_value(decode_with_python(&script, bodies)).unwrap()
 }
 
 fn values() -> Vec<f64> {
@@ -190,49 +182,59 @@ fn a_distribution_reaches_datadog_as_the_agents_sketch_with_its_keys_and_quantil
     // The 10 s bucket closes, then the batch goes out: the values may straddle
     // two buckets, and Datadog merges sketches by key, so the test does too.
     let sketches = wait_for(Duration::from_secs(25), "every value in sketches", || {
-        let sketches: Vec<(dd::Sketch, String)> = intake
-            .accepted("/api/beta/sketches")
-            .iter()
-            .flat_map(|r| {
-                let payload = dd::SketchPayload::decode(r.body.as_slice()).unwrap();
-                let content_type = r.header("content-type").unwrap_or("").to_owned();
-                payload
-                    .sketches
-                    .into_iter()
-                    .map(move |s| (s, content_type.clone()))
-            })
-            .filter(|(s, _)| s.metric == "shop.payload")
+        let requests = intake.accepted("/api/beta/sketches");
+        let bodies: Vec<&[u8]> = requests.iter().map(|r| r.body.as_slice()).collect();
+        let sketches: Vec<Value> = decode_sketches(&bodies)
+            .into_iter()
+            .filter(|s| s["metric"] == "shop.payload")
             .collect();
         let count: i64 = sketches
             .iter()
-            .flat_map(|(s, _)| &s.dogsketches)
-            .map(|d| d.cnt)
+            .flat_map(|s| s["dogsketches"].as_array().unwrap())
+            .map(|d| d["cnt"].as_i64().unwrap())
             .sum();
-        (count == VALUES as i64).then_some(sketches)
+        (count == VALUES as i64).then_some((sketches, requests))
     });
+    let (sketches, requests) = sketches;
+    for request in &requests {
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
+    }
     let mut merged: BTreeMap<i32, u64> = BTreeMap::new();
     let (mut min, mut max, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
-    for (sketch, content_type) in &sketches {
-        assert_eq!(content_type, "application/x-protobuf");
-        assert_eq!(sketch.host, "shop.web.1");
-        assert!(sketch.distributions.is_empty(), "only dogsketches");
+    let numbers = |v: &Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_i64().unwrap())
+            .collect()
+    };
+    for sketch in &sketches {
+        assert_eq!(sketch["host"], "shop.web.1");
+        assert_eq!(sketch["distributions"], 0, "only dogsketches");
+        // What the Agent writes: product 10 (Agent), category 10 (DogStatsD), service 0.
+        assert_eq!(sketch["origin"], serde_json::json!([10, 10, 0]), "{sketch}");
+        let tags = sketch["tags"].as_array().unwrap();
         for tag in ["route:cart", "dyno:web.1", "dynotype:web"] {
-            assert!(
-                sketch.tags.iter().any(|t| t == tag),
-                "{tag}: {:?}",
-                sketch.tags
-            );
+            assert!(tags.iter().any(|t| t == tag), "{tag}: {tags:?}");
         }
-        assert_eq!(sketch.dogsketches.len(), 1, "one bucket a sketch");
-        for d in &sketch.dogsketches {
-            assert_eq!(d.ts % 10, 0, "the bucket's start");
-            assert_eq!(d.k.len(), d.n.len());
-            assert_eq!(d.n.iter().map(|n| i64::from(*n)).sum::<i64>(), d.cnt);
-            assert!((d.avg - d.sum / d.cnt as f64).abs() < 1e-9 * d.avg);
-            assert!(d.k.windows(2).all(|w| w[0] <= w[1]), "keys sorted");
-            (min, max, sum) = (min.min(d.min), max.max(d.max), sum + d.sum);
-            for (k, n) in d.k.iter().zip(&d.n) {
-                *merged.entry(*k).or_default() += u64::from(*n);
+        let dogsketches = sketch["dogsketches"].as_array().unwrap();
+        assert_eq!(dogsketches.len(), 1, "one bucket a sketch");
+        for d in dogsketches {
+            let (k, n) = (numbers(&d["k"]), numbers(&d["n"]));
+            let cnt = d["cnt"].as_i64().unwrap();
+            let [d_min, d_max, d_avg, d_sum] =
+                ["min", "max", "avg", "sum"].map(|f| d[f].as_f64().unwrap());
+            assert_eq!(d["ts"].as_i64().unwrap() % 10, 0, "the bucket's start");
+            assert_eq!(k.len(), n.len());
+            assert_eq!(n.iter().sum::<i64>(), cnt);
+            assert!((d_avg - d_sum / cnt as f64).abs() < 1e-9 * d_avg);
+            assert!(k.windows(2).all(|w| w[0] <= w[1]), "keys sorted");
+            (min, max, sum) = (min.min(d_min), max.max(d_max), sum + d_sum);
+            for (k, n) in k.iter().zip(&n) {
+                *merged.entry(*k as i32).or_default() += *n as u64;
             }
         }
     }
@@ -429,4 +431,73 @@ fn promtool_check_metrics_passes_on_a_scrape_of_every_metric_type() {
         );
     }
     assert!(text.contains("shop_payload_count{"), "{text}");
+}
+
+/// datadog-py 0.56 as it runs in a container (its container id given, as it
+/// would read it from its cgroup, and a cardinality), and a second client
+/// with origin detection off, both counting the same metric.
+const TWO_ORIGINS: &str = r#"
+import sys
+from datadog import DogStatsd
+port = int(sys.argv[1])
+inside = DogStatsd(host="127.0.0.1", port=port, container_id="ci-abc", cardinality="low",
+                   disable_buffering=True, disable_telemetry=True)
+plain = DogStatsd(host="127.0.0.1", port=port, origin_detection_enabled=False,
+                  disable_buffering=True, disable_telemetry=True)
+for _ in range(3):
+    inside.increment("shop.hits", tags=["route:cart"])
+plain.increment("shop.hits", tags=["route:cart"])
+inside.distribution("shop.latency", 5, tags=["route:cart"])
+"#;
+
+#[test]
+fn a_metrics_origin_keeps_its_own_context_and_reaches_jsonl_on_points_and_sketches() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("telemetry.jsonl");
+    let dyno = Dyno::start(&format!("  - {{type: jsonl, path: {}}}\n", jsonl.display()));
+    let status = Command::new(python())
+        .args(["-c", TWO_ORIGINS, &dyno.statsd.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let of_name = |lines: &[Value], name: &str| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l["name"] == name)
+            .cloned()
+            .collect()
+    };
+    let lines = wait_for(Duration::from_secs(30), "the points and the sketch", || {
+        let text = std::fs::read_to_string(&jsonl).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (of_name(&lines, "shop.hits").len() == 2 && of_name(&lines, "shop.latency").len() == 1)
+            .then_some(lines)
+    });
+    let origin = serde_json::json!({"container_id": "abc", "cardinality": "low"});
+    let hits = of_name(&lines, "shop.hits");
+    // The same name and tags from two origins are two contexts (rates over 10 s).
+    let from = |o: &Value| hits.iter().find(|h| &h["origin"] == o).cloned();
+    assert_eq!(
+        from(&origin).map(|h| h["value"].clone()),
+        Some(0.3.into()),
+        "{hits:?}"
+    );
+    assert_eq!(
+        from(&Value::Null).map(|h| h["value"].clone()),
+        Some(0.1.into()),
+        "{hits:?}"
+    );
+    let sketch = &of_name(&lines, "shop.latency")[0];
+    assert_eq!(sketch["kind"], "sketch");
+    assert_eq!(sketch["origin"], origin, "{sketch}");
+    for line in hits.iter().chain([sketch]) {
+        let tags = line["tags"].as_array().unwrap();
+        assert!(
+            tags.iter().all(|t| !t.as_str().unwrap().starts_with("c:")),
+            "{line}"
+        );
+    }
 }

@@ -160,6 +160,7 @@ fn point(name: &str, metric_type: MetricType, value: f64, timestamp: i64) -> Poi
             "env:prod".into(),
             "service:shop".into(),
         ],
+        origin: None,
     }
 }
 

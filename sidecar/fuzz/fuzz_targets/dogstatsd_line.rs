@@ -6,7 +6,7 @@ use dynoscope_sidecar::receivers::dogstatsd::parser::{lines, parse_line, Message
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut agg) = Aggregator::new(AggregatorConfig { max_contexts: 64, ..AggregatorConfig::default() }) else {
+    let Ok(mut agg) = Aggregator::new(AggregatorConfig { max_bytes: 64 << 10, ..AggregatorConfig::default() }) else {
         return;
     };
     for line in lines(data) {

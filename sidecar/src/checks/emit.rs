@@ -125,6 +125,7 @@ impl<'a> Emitter<'a> {
             timestamp: self.timestamp,
             interval,
             tags,
+            origin: None,
         });
     }
 }

@@ -58,6 +58,7 @@ fn point(name: &str) -> Telemetry {
         timestamp: 0,
         interval: 0,
         tags: vec!["z:last".into(), "a:first".into()],
+        origin: None,
     }])
 }
 
@@ -465,6 +466,7 @@ fn an_item_naming_its_service_keeps_its_unified_tags_and_gets_the_dynos_identity
         timestamp: 0,
         interval: 10,
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        origin: None,
     };
     let cases: &[(&[&str], &[&str])] = &[
         // APM stats of another service: only the dyno's identity is added.

@@ -252,6 +252,43 @@ pub struct Sketch {
     /// The Agent's DDSketches, one per bucket.
     #[prost(message, repeated, tag = "7")]
     pub dogsketches: Vec<Dogsketch>,
+    /// Where the sketch comes from, as the Agent fills it for every sketch.
+    #[prost(message, optional, tag = "8")]
+    pub metadata: Option<Metadata>,
+}
+
+/// A sketch's metadata (`Metadata` of agent-payload).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Metadata {
+    /// The product and source that produced the sketch.
+    #[prost(message, optional, tag = "1")]
+    pub origin: Option<Origin>,
+}
+
+/// `Origin` of agent-payload: the Agent writes product 10 (the Agent),
+/// category 10 (DogStatsD) and service 0 for DogStatsD's sketches
+/// (`metricSourceToOriginCategory` / `…Service` in datadog-agent). Not the
+/// DogStatsD `c:` origin: that becomes tags in the Agent, never a field.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Origin {
+    /// `OriginProduct`: 10 is the Agent.
+    #[prost(uint32, tag = "4")]
+    pub origin_product: u32,
+    /// `OriginCategory` (sub-product): 10 is DogStatsD.
+    #[prost(uint32, tag = "5")]
+    pub origin_category: u32,
+    /// `OriginService`: 0 for DogStatsD.
+    #[prost(uint32, tag = "6")]
+    pub origin_service: u32,
+}
+
+impl Origin {
+    /// What the Agent writes for a DogStatsD metric.
+    pub const DOGSTATSD: Origin = Origin {
+        origin_product: 10,
+        origin_category: 10,
+        origin_service: 0,
+    };
 }
 
 /// One bucket of a series, as the Agent's DDSketch.

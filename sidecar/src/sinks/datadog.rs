@@ -396,6 +396,11 @@ pub fn sketch_entry(point: &SketchPoint, hostname: &str) -> Entry {
             k,
             n,
         }],
+        // Sketches come from DogStatsD only (checks and the sampler send
+        // no distributions).
+        metadata: Some(pb::Metadata {
+            origin: Some(pb::Origin::DOGSTATSD),
+        }),
     };
     let mut bytes = Vec::with_capacity(message.encoded_len() + 8);
     prost::encoding::message::encode(1, &message, &mut bytes);

@@ -28,8 +28,10 @@
 //!
 //! The scrape endpoint serves `/metrics` in the Prometheus text format
 //! (0.0.4, which OpenMetrics scrapers accept) on `listen`. Series never
-//! expire while the sidecar runs (at most [`MAX_SERIES`]; newer ones beyond
-//! that are not exported). A reconfiguration that keeps the same `listen`
+//! expire while the sidecar runs; they are bounded in bytes ([`MAX_BYTES`]:
+//! each series' entry, name, labels and help text), and newer ones beyond
+//! that are not exported, counted ([`Exporter::dropped_series`]) and logged
+//! once. A reconfiguration that keeps the same `listen`
 //! keeps the same server and values.
 //!
 //! Remote write (`remoteWrite`): each point as a `TimeSeries` of a
@@ -55,8 +57,9 @@ use crate::telemetry::{MetricType, Point, SketchPoint, Telemetry};
 
 /// The default scrape address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-/// Most series the scrape endpoint holds.
-pub const MAX_SERIES: usize = 100_000;
+/// Most bytes the scrape endpoint's series hold: 8 MiB, some 30 000 series
+/// with three short labels.
+pub const MAX_BYTES: usize = 8 << 20;
 
 /// A series: sanitised name and sorted labels.
 type SeriesKey = (String, Vec<(String, String)>);
@@ -83,11 +86,44 @@ struct Families {
     summaries: BTreeMap<SeriesKey, Summary>,
     /// `# HELP` text of each family: the name and type it came with.
     help: HashMap<String, String>,
+    /// Bytes charged for the series, summaries and help texts.
+    bytes: usize,
+    /// New series not exported because `bytes` reached [`MAX_BYTES`].
+    dropped: u64,
 }
 
 impl Families {
     fn len(&self) -> usize {
         self.series.len() + self.summaries.len()
+    }
+
+    /// Charges a new series of `entry` bytes, with its family's help text
+    /// when the family is new; false (and counted) past [`MAX_BYTES`].
+    fn admit(&mut self, key: &SeriesKey, entry: usize, help: impl FnOnce() -> String) -> bool {
+        if self.bytes >= MAX_BYTES {
+            if self.dropped == 0 {
+                tracing::warn!(
+                    "prometheus: the scrape endpoint holds {MAX_BYTES} bytes of series; \
+                     new series are not exported (counted)"
+                );
+            }
+            self.dropped += 1;
+            return false;
+        }
+        // A BTreeMap entry, its name and labels; the labels' Strings.
+        self.bytes += entry
+            + key.0.len()
+            + key
+                .1
+                .iter()
+                .map(|(k, v)| size_of::<(String, String)>() + k.len() + v.len())
+                .sum::<usize>();
+        if !self.help.contains_key(&key.0) {
+            let text = help();
+            self.bytes += size_of::<(String, String)>() + key.0.len() + text.len();
+            self.help.insert(key.0.clone(), text);
+        }
+        true
     }
 }
 
@@ -130,7 +166,6 @@ impl Exporter {
             }
         };
         let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
-        let len = families.len();
         let value = match families.series.get_mut(&key) {
             Some(v) => {
                 v.value = if counter {
@@ -140,7 +175,7 @@ impl Exporter {
                 };
                 *v
             }
-            None if len < MAX_SERIES => {
+            None => {
                 let v = Value {
                     counter,
                     value: increment,
@@ -150,14 +185,13 @@ impl Exporter {
                     MetricType::Count | MetricType::CountRate => "count",
                     MetricType::Rate => "rate",
                 };
-                families
-                    .help
-                    .entry(key.0.clone())
-                    .or_insert_with(|| format!("{} ({kind})", point.name));
+                let entry = size_of::<(SeriesKey, Value)>();
+                if !families.admit(&key, entry, || format!("{} ({kind})", point.name)) {
+                    return None;
+                }
                 families.series.insert(key.clone(), v);
                 v
             }
-            None => return None,
         };
         Some((key, value))
     }
@@ -175,7 +209,6 @@ impl Exporter {
             *slot = sketch.quantile(q).unwrap_or(f64::NAN);
         }
         let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
-        let len = families.len();
         let summary = match families.summaries.get_mut(&key) {
             Some(s) => {
                 s.quantiles = quantiles;
@@ -183,20 +216,19 @@ impl Exporter {
                 s.count += sketch.count();
                 *s
             }
-            None if len < MAX_SERIES => {
+            None => {
                 let s = Summary {
                     quantiles,
                     sum: sketch.sum(),
                     count: sketch.count(),
                 };
-                families
-                    .help
-                    .entry(key.0.clone())
-                    .or_insert_with(|| format!("{} (distribution)", point.name));
+                let entry = size_of::<(SeriesKey, Summary)>();
+                if !families.admit(&key, entry, || format!("{} (distribution)", point.name)) {
+                    return Vec::new();
+                }
                 families.summaries.insert(key.clone(), s);
                 s
             }
-            None => return Vec::new(),
         };
         let (name, labels) = key;
         let mut out: Vec<(SeriesKey, f64)> = SUMMARY_QUANTILES
@@ -212,6 +244,22 @@ impl Exporter {
         out.push(((format!("{name}_sum"), labels.clone()), summary.sum));
         out.push(((format!("{name}_count"), labels), summary.count as f64));
         out
+    }
+
+    /// Bytes the series hold now, against [`MAX_BYTES`].
+    pub fn held_bytes(&self) -> usize {
+        self.families
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
+    }
+
+    /// New series not exported because [`MAX_BYTES`] was reached.
+    pub fn dropped_series(&self) -> u64 {
+        self.families
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .dropped
     }
 
     /// The exposition text of every series.

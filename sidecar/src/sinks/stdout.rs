@@ -100,6 +100,7 @@ mod tests {
             timestamp: 0,
             interval: 0,
             tags: vec!["dyno:web.1".into()],
+            origin: None,
         };
         let cases = [
             (
@@ -132,6 +133,7 @@ mod tests {
             interval: 10,
             tags: vec![],
             sketch,
+            origin: None,
         };
         assert_eq!(
             sketch_line("web.1", &point),

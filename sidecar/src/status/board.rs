@@ -175,6 +175,7 @@ fn with_counts(name: &str, listen: &ReceiverStatus, stats: &Stats) -> ReceiverSt
                 ("service_checks", d.service_checks.get()),
                 ("kernel_drops", d.kernel_drops.get()),
                 ("context_overflow", d.context_overflow.get()),
+                ("context_bytes", d.context_bytes.get()),
             ];
             (counts.to_vec(), kinds(&d.parse_errors))
         }
@@ -187,6 +188,8 @@ fn with_counts(name: &str, listen: &ReceiverStatus, stats: &Stats) -> ReceiverSt
                 ("spans", t.spans.get()),
                 ("rejected_chunks", t.rejected_chunks.get()),
                 ("telemetry_requests", t.telemetry_requests.get()),
+                ("stats_bytes", t.stats_bytes.get()),
+                ("stats_overflow", t.stats_overflow.get()),
             ];
             (counts.to_vec(), kinds(&t.refused))
         }

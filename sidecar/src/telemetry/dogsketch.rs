@@ -113,15 +113,30 @@ impl DogSketch {
         }
     }
 
-    /// Adds `value` `n` times. A DogStatsD sample rate `r` is `n = round(1/r)`,
-    /// at least 1, as the Agent counts whole values. Non-finite values are
-    /// dropped: they would poison sum and avg.
+    /// Adds `value` `n` times. Non-finite values are dropped: they would
+    /// poison sum and avg.
     pub fn insert(&mut self, value: f64, n: u64) {
+        self.add(value, n, n as f64);
+    }
+
+    /// Adds `value` sampled at rate `1/weight`, as the Agent's
+    /// `quantile.Agent.Insert(v, sampleRate)` does: the bins and the count
+    /// take the weight truncated to a whole number (`uint(1/rate)`,
+    /// `int64(n)`), the sum takes it whole (`v * n`). A weight below 1 (a
+    /// rate outside (0, 1], which the parser refuses) counts once.
+    pub fn insert_weighted(&mut self, value: f64, weight: f64) {
+        let weight = if weight >= 1.0 { weight } else { 1.0 };
+        // Saturating float-to-int conversion; weight >= 1, so n >= 1.
+        self.add(value, weight as u64, weight);
+    }
+
+    /// `value` into `n` bins' counts and the count, `weight` times into the sum.
+    fn add(&mut self, value: f64, n: u64, weight: f64) {
         if !value.is_finite() || n == 0 {
             return;
         }
         self.count = self.count.saturating_add(n);
-        self.sum += value * n as f64;
+        self.sum += value * weight;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         let k = key(value);

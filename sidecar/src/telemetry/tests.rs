@@ -64,6 +64,7 @@ fn points_events_checks_and_tracer_telemetry_count_their_text() {
         timestamp: 0,
         interval: 0,
         tags: vec!["dyno:web.1".to_owned(); 4],
+        origin: None,
     };
     let one = Telemetry::Points(vec![point.clone()]).approx_bytes();
     let two = Telemetry::Points(vec![point.clone(), point]).approx_bytes();

@@ -16,7 +16,10 @@
 //! Distributions leave as whole sketches, as the Agent sends them, so that
 //! Datadog can merge every dyno's into one distribution; each sink turns
 //! them into what its backend has (see [`crate::sinks`]). A sample rate `r`
-//! counts a value `round(1/r)` times: the Agent's sketches count whole values.
+//! counts a value `trunc(1/r)` times in the sketch's bins and count and
+//! `1/r` times in its sum, as the Agent's `quantile.Agent.Insert` does (so
+//! `@0.4` counts 2, not 2.5 or 3). Counts add `value / r`, histograms weigh
+//! each value `1/r`, gauges and sets ignore the rate, as the Agent does.
 //!
 //! Histogram percentiles are the nearest rank over the weighted samples
 //! (the smallest value whose cumulative weight reaches q × total weight);
@@ -28,34 +31,42 @@
 //! Points with `|T` (counts and gauges) skip aggregation and keep their
 //! timestamp; the sample rate is not applied to them (protocol 1.3).
 //!
-//! Memory is bounded: at most [`AggregatorConfig::max_contexts`] contexts
-//! across open buckets and [`AggregatorConfig::max_timestamped`] pending
-//! `|T` points; samples beyond are dropped and counted in [`AggregatorStats`].
+//! A context is also keyed by the sample's origin (`c:`, `e:`, `card:`;
+//! see the parser's `origin` module): two containers' samples are two
+//! contexts, as in the Agent's origin-aware aggregation, and the points and
+//! sketches of a context carry its origin.
+//!
+//! Memory is bounded in bytes: [`AggregatorConfig::max_bytes`] across open
+//! buckets and pending `|T` points, charging each context its entry, its
+//! slot in the table, its name, tags and origin and what its value holds
+//! (a set's members, a histogram's samples, a sketch's bins). Once the
+//! budget is reached, a line that would open a context, add a `|T` point or
+//! grow a set, histogram or distribution is dropped and counted in
+//! [`AggregatorStats`]; counts and gauges of open contexts still fold (they
+//! hold no more). The budget can be passed by one line's growth at most.
 //!
 //! Contexts are found by a 64-bit hash of name, tags and type, then checked
 //! for equality, so a line costs one hash and no allocation unless it opens a
 //! new context.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
-use dynoscope_crds::dyno::DogStatsdConfig;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::receivers::dogstatsd::mapper::{Mapper, MapperError};
-use crate::receivers::dogstatsd::parser::{Metric, MetricKind};
-use crate::telemetry::sketch::Sketch;
-use crate::telemetry::{DogSketch, MetricType, Point, SketchPoint};
+use crate::receivers::dogstatsd::parser::{Metric, MetricKind, Origin};
+use crate::telemetry::{MetricType, Point, SketchPoint};
+
+mod config;
+mod value;
+
+pub use config::{AggregatorConfig, HistogramAggregates, DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES};
+use value::Value;
 
 /// Length of a bucket in seconds, as the agent's.
 pub const BUCKET_SECS: i64 = 10;
-
-/// Default of [`AggregatorConfig::max_contexts`].
-pub const DEFAULT_MAX_CONTEXTS: usize = 50_000;
-/// Default of [`AggregatorConfig::max_samples`].
-pub const DEFAULT_MAX_SAMPLES: usize = 4096;
-/// Default of [`AggregatorConfig::max_timestamped`].
-pub const DEFAULT_MAX_TIMESTAMPED: usize = 50_000;
 
 /// What a flush emits: points, and the distributions' sketches.
 #[derive(Debug, Default, PartialEq)]
@@ -78,117 +89,22 @@ impl Flushed {
     }
 }
 
-/// Which aggregates histograms and timers report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HistogramAggregates {
-    /// `.max` (default on).
-    pub max: bool,
-    /// `.min` (default off).
-    pub min: bool,
-    /// `.median` (default on).
-    pub median: bool,
-    /// `.avg` (default on).
-    pub avg: bool,
-    /// `.sum` (default off).
-    pub sum: bool,
-    /// `.count`, as a rate (default on).
-    pub count: bool,
-}
-
-impl Default for HistogramAggregates {
-    fn default() -> Self {
-        Self::from_names(
-            dynoscope_crds::defaults::HISTOGRAM_AGGREGATES
-                .iter()
-                .copied(),
-        )
-    }
-}
-
-impl HistogramAggregates {
-    /// From the config's names (`max`, `min`, `median`, `avg`, `sum`, `count`);
-    /// unknown names were refused by validation and are ignored here.
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut out = Self {
-            max: false,
-            min: false,
-            median: false,
-            avg: false,
-            sum: false,
-            count: false,
-        };
-        for name in names {
-            match name {
-                "max" => out.max = true,
-                "min" => out.min = true,
-                "median" => out.median = true,
-                "avg" => out.avg = true,
-                "sum" => out.sum = true,
-                "count" => out.count = true,
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
-/// How the aggregator folds and bounds; built with [`AggregatorConfig::from_dogstatsd`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct AggregatorConfig {
-    /// Percentiles of histograms and timers, in (0, 1). Default: `[0.95]`.
-    pub percentiles: Vec<f64>,
-    /// Aggregates of histograms and timers. Default: max, median, avg, count.
-    pub aggregates: HistogramAggregates,
-    /// Name mappings, first match wins. Default: none.
-    pub mappings: Vec<dynoscope_crds::observability::MappingSpec>,
-    /// Contexts held across open buckets. Default: [`DEFAULT_MAX_CONTEXTS`].
-    pub max_contexts: usize,
-    /// Exact samples per histogram context before it turns into a sketch.
-    /// Default: [`DEFAULT_MAX_SAMPLES`].
-    pub max_samples: usize,
-    /// `|T` points held until the next flush. Default: [`DEFAULT_MAX_TIMESTAMPED`].
-    pub max_timestamped: usize,
-}
-
-impl Default for AggregatorConfig {
-    fn default() -> Self {
-        Self {
-            percentiles: dynoscope_crds::defaults::HISTOGRAM_PERCENTILES.to_vec(),
-            aggregates: HistogramAggregates::default(),
-            mappings: Vec::new(),
-            max_contexts: DEFAULT_MAX_CONTEXTS,
-            max_samples: DEFAULT_MAX_SAMPLES,
-            max_timestamped: DEFAULT_MAX_TIMESTAMPED,
-        }
-    }
-}
-
-impl AggregatorConfig {
-    /// The aggregator's part of a dyno's DogStatsD config; bounds keep their defaults.
-    pub fn from_dogstatsd(config: &DogStatsdConfig) -> Self {
-        Self {
-            percentiles: config.histogram_percentiles.clone(),
-            aggregates: HistogramAggregates::from_names(
-                config.histogram_aggregates.iter().map(String::as_str),
-            ),
-            mappings: config.mappings.clone(),
-            ..Self::default()
-        }
-    }
-}
-
 /// Counters of the aggregator, for `/status`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AggregatorStats {
     /// Contexts in the open buckets now.
     pub contexts: usize,
+    /// Bytes held now, charged to [`AggregatorConfig::max_bytes`].
+    pub bytes: usize,
     /// Metric lines folded into a context.
     pub samples: u64,
-    /// Lines dropped because [`AggregatorConfig::max_contexts`] was reached.
+    /// Lines dropped because [`AggregatorConfig::max_bytes`] was reached:
+    /// a new context, or a sample that would grow a set, histogram or
+    /// distribution.
     pub context_overflow: u64,
     /// `|T` points passed through.
     pub timestamped: u64,
-    /// `|T` points dropped because [`AggregatorConfig::max_timestamped`] was reached.
+    /// `|T` points dropped because [`AggregatorConfig::max_bytes`] was reached.
     pub timestamped_overflow: u64,
     /// Lines renamed by a mapping.
     pub mapped: u64,
@@ -203,7 +119,7 @@ pub enum Inserted {
     Aggregated,
     /// Kept as a `|T` point for the next flush.
     Timestamped,
-    /// Dropped: too many contexts or pending `|T` points.
+    /// Dropped: the byte budget is spent.
     Overflow,
 }
 
@@ -218,6 +134,8 @@ pub struct Aggregator {
     /// Open buckets, oldest first; rarely more than two.
     buckets: Vec<Bucket>,
     timestamped: Vec<Point>,
+    /// Bytes charged for `timestamped`.
+    timestamped_bytes: usize,
     hasher: foldhash::fast::FixedState,
     stats: AggregatorStats,
 }
@@ -226,6 +144,8 @@ pub struct Aggregator {
 struct Bucket {
     start: i64,
     series: HashTable<Series>,
+    /// Bytes charged for `series`.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -234,17 +154,26 @@ struct Series {
     kind: MetricKind,
     name: Box<str>,
     tags: Box<[Box<str>]>,
+    /// `c:`, `e:`, `card:` of the samples; part of the context.
+    origin: Option<Arc<crate::telemetry::Origin>>,
     value: Value,
 }
 
-#[derive(Debug)]
-enum Value {
-    Count(f64),
-    Gauge(f64),
-    /// Hashes of the members: distinct count is all a set reports.
-    Set(hashbrown::HashSet<u64, foldhash::fast::FixedState>),
-    Histogram(Histogram),
-    Distribution(Box<DogSketch>),
+/// A hashbrown slot's overhead beyond the entry: one control byte, and the
+/// table's spare capacity (it grows at 7/8 full).
+const SLOT_OVERHEAD: usize = 1 + size_of::<Series>() / 7;
+
+/// What a context costs before its samples: its entry and slot, its name,
+/// tags and origin.
+fn context_bytes(name: &str, tags: &[&str], origin: Option<&crate::telemetry::Origin>) -> usize {
+    size_of::<Series>()
+        + SLOT_OVERHEAD
+        + name.len()
+        + tags
+            .iter()
+            .map(|t| size_of::<Box<str>>() + t.len())
+            .sum::<usize>()
+        + origin.map_or(0, crate::telemetry::Origin::approx_bytes)
 }
 
 impl Aggregator {
@@ -283,6 +212,7 @@ impl Aggregator {
             percentile_suffixes,
             buckets: Vec::new(),
             timestamped: Vec::new(),
+            timestamped_bytes: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x6479_6e6f),
             stats: AggregatorStats::default(),
         }
@@ -302,12 +232,18 @@ impl Aggregator {
     pub fn stats(&self) -> AggregatorStats {
         AggregatorStats {
             contexts: self.contexts(),
+            bytes: self.bytes(),
             ..self.stats
         }
     }
 
     fn contexts(&self) -> usize {
         self.buckets.iter().map(|b| b.series.len()).sum()
+    }
+
+    /// Bytes held: the open buckets' and the pending `|T` points'.
+    fn bytes(&self) -> usize {
+        self.timestamped_bytes + self.buckets.iter().map(|b| b.bytes).sum::<usize>()
     }
 
     /// Folds one metric line received at `now` (unix seconds).
@@ -333,7 +269,7 @@ impl Aggregator {
         tags.extend(extra.iter().map(String::as_str));
         tags.sort_unstable();
         tags.dedup();
-        let hash = self.hash(name, &tags, metric.kind);
+        let hash = self.hash(name, &tags, metric.kind, &metric.origin);
 
         let start = now.div_euclid(BUCKET_SECS) * BUCKET_SECS;
         let bucket_index = match self.buckets.iter().rposition(|b| b.start == start) {
@@ -345,36 +281,56 @@ impl Aggregator {
                     Bucket {
                         start,
                         series: HashTable::new(),
+                        bytes: 0,
                     },
                 );
                 at
             }
         };
-        let full = self.contexts() >= self.config.max_contexts;
-        let Some(bucket) = self.buckets.get_mut(bucket_index) else {
+        let full = self.bytes() >= self.config.max_bytes;
+        let Some(Bucket {
+            series: table,
+            bytes: bucket_bytes,
+            ..
+        }) = self.buckets.get_mut(bucket_index)
+        else {
             return Inserted::Overflow;
         };
         let kind = metric.kind;
+        let origin = &metric.origin;
         let eq = |s: &Series| {
-            s.hash == hash && s.kind == kind && &*s.name == name && tags_eq(&s.tags, &tags)
+            s.hash == hash
+                && s.kind == kind
+                && &*s.name == name
+                && tags_eq(&s.tags, &tags)
+                && origin.matches(s.origin.as_deref())
         };
-        let series = match bucket.series.entry(hash, eq, |s| s.hash) {
+        let series = match table.entry(hash, eq, |s| s.hash) {
             hashbrown::hash_table::Entry::Occupied(entry) => entry.into_mut(),
             hashbrown::hash_table::Entry::Vacant(_) if full => {
                 self.stats.context_overflow += 1;
                 return Inserted::Overflow;
             }
             hashbrown::hash_table::Entry::Vacant(entry) => {
+                let origin = origin.to_telemetry().map(Arc::new);
+                *bucket_bytes += context_bytes(name, &tags, origin.as_deref());
                 let series = Series {
                     hash,
                     kind,
                     name: name.into(),
                     tags: tags.iter().map(|t| Box::from(*t)).collect(),
+                    origin,
                     value: Value::new(kind),
                 };
                 entry.insert(series).into_mut()
             }
         };
+        let grows = series.value.grows();
+        if grows && full {
+            self.stats.context_overflow += 1;
+            return Inserted::Overflow;
+        }
+        let held = if grows { series.value.heap_bytes() } else { 0 };
         let weight = 1.0 / metric.sample_rate;
         match &mut series.value {
             Value::Count(sum) => *sum += metric.values().sum::<f64>() * weight,
@@ -394,18 +350,21 @@ impl Aggregator {
                 }
             }
             Value::Distribution(sketch) => {
-                let n = (weight.round() as u64).max(1);
                 for v in metric.values() {
-                    sketch.insert(v, n);
+                    sketch.insert_weighted(v, weight);
                 }
             }
+        }
+        if grows {
+            // Sets and histograms only grow; a sketch may shrink when it collapses.
+            *bucket_bytes = (*bucket_bytes + series.value.heap_bytes()).saturating_sub(held);
         }
         self.stats.samples += 1;
         Inserted::Aggregated
     }
 
     fn insert_timestamped(&mut self, metric: &Metric<'_>, timestamp: i64) -> Inserted {
-        if self.timestamped.len() >= self.config.max_timestamped {
+        if self.bytes() >= self.config.max_bytes {
             self.stats.timestamped_overflow += 1;
             return Inserted::Overflow;
         }
@@ -416,25 +375,29 @@ impl Aggregator {
         let mut tags: Vec<String> = metric.tags.iter().map(str::to_owned).chain(extra).collect();
         tags.sort_unstable();
         tags.dedup();
+        let origin = metric.origin.to_telemetry().map(Arc::new);
         let (metric_type, interval) = match metric.kind {
             MetricKind::Count => (MetricType::Count, BUCKET_SECS as u32),
             _ => (MetricType::Gauge, 0),
         };
         for value in metric.values() {
-            self.timestamped.push(Point {
+            let point = Point {
                 name: name.clone(),
                 metric_type,
                 value,
                 timestamp,
                 interval,
                 tags: tags.clone(),
-            });
+                origin: origin.clone(),
+            };
+            self.timestamped_bytes += crate::telemetry::Telemetry::point_bytes(&point);
+            self.timestamped.push(point);
         }
         self.stats.timestamped += 1;
         Inserted::Timestamped
     }
 
-    fn hash(&self, name: &str, sorted_tags: &[&str], kind: MetricKind) -> u64 {
+    fn hash(&self, name: &str, sorted_tags: &[&str], kind: MetricKind, origin: &Origin<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
         h.write(name.as_bytes());
         // Separators keep ("ab", ["c"]) and ("a", ["bc"]) apart.
@@ -444,6 +407,7 @@ impl Aggregator {
             h.write_u8(0xff);
         }
         h.write_u8(kind as u8);
+        origin.hash_into(&mut h);
         h.finish()
     }
 
@@ -468,6 +432,7 @@ impl Aggregator {
             points: std::mem::take(&mut self.timestamped),
             sketches: Vec::new(),
         };
+        self.timestamped_bytes = 0;
         for bucket in buckets {
             for series in bucket.series {
                 self.emit_series(series, bucket.start, &mut out);
@@ -487,12 +452,14 @@ impl Aggregator {
                     interval: BUCKET_SECS as u32,
                     tags,
                     sketch: *sketch,
+                    origin: series.origin,
                 });
             }
             return;
         }
         let out = &mut flushed.points;
         let name = &*series.name;
+        let origin = &series.origin;
         let gauge = |suffix: &str, value: f64| Point {
             name: format!("{name}{suffix}"),
             metric_type: MetricType::Gauge,
@@ -500,6 +467,7 @@ impl Aggregator {
             timestamp,
             interval: 0,
             tags: tags.clone(),
+            origin: origin.clone(),
         };
         let per_bucket = |suffix: &str, metric_type: MetricType, value: f64| Point {
             name: format!("{name}{suffix}"),
@@ -508,6 +476,7 @@ impl Aggregator {
             timestamp,
             interval: BUCKET_SECS as u32,
             tags: tags.clone(),
+            origin: origin.clone(),
         };
         match series.value {
             Value::Count(sum) => out.push(per_bucket(
@@ -554,92 +523,6 @@ impl Aggregator {
 
 fn tags_eq(stored: &[Box<str>], tags: &[&str]) -> bool {
     stored.len() == tags.len() && stored.iter().zip(tags).all(|(a, b)| **a == **b)
-}
-
-impl Value {
-    fn new(kind: MetricKind) -> Self {
-        match kind {
-            MetricKind::Count => Value::Count(0.0),
-            MetricKind::Gauge => Value::Gauge(0.0),
-            MetricKind::Set => Value::Set(Default::default()),
-            MetricKind::Timer | MetricKind::Histogram => Value::Histogram(Histogram::default()),
-            MetricKind::Distribution => Value::Distribution(Box::default()),
-        }
-    }
-}
-
-/// The samples of a histogram or timer context: exact up to a cap, then a sketch.
-#[derive(Debug, Default)]
-struct Histogram {
-    /// `(value, weight)`; emptied into `sketch` when it reaches the cap.
-    samples: Vec<(f64, f64)>,
-    sketch: Option<Box<Sketch>>,
-    count: f64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-/// Exact totals of a histogram.
-struct HistogramStats {
-    count: f64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Histogram {
-    fn add(&mut self, value: f64, weight: f64, max_samples: usize) {
-        if self.count == 0.0 {
-            (self.min, self.max) = (value, value);
-        }
-        self.count += weight;
-        self.sum += value * weight;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        if let Some(sketch) = &mut self.sketch {
-            sketch.add(value, weight);
-        } else if self.samples.len() < max_samples {
-            self.samples.push((value, weight));
-        } else {
-            let mut sketch = Box::new(Sketch::new());
-            for (v, w) in self.samples.drain(..) {
-                sketch.add(v, w);
-            }
-            sketch.add(value, weight);
-            self.samples = Vec::new();
-            self.sketch = Some(sketch);
-        }
-    }
-
-    fn stats(&self) -> Option<HistogramStats> {
-        (self.count > 0.0).then_some(HistogramStats {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-        })
-    }
-
-    /// Nearest rank over the weighted samples (sorts them on first use).
-    fn quantile(&mut self, q: f64) -> f64 {
-        if let Some(sketch) = &self.sketch {
-            return sketch.quantile(q).unwrap_or(self.max);
-        }
-        if !self.samples.is_sorted_by(|a, b| a.0 <= b.0) {
-            self.samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        }
-        let target = q * self.count;
-        let mut seen = 0.0;
-        for (value, weight) in &self.samples {
-            seen += weight;
-            // A relative epsilon so 0.95 × 100 reaching 95 is not lost to rounding.
-            if seen >= target * (1.0 - 1e-12) {
-                return *value;
-            }
-        }
-        self.max
-    }
 }
 
 #[cfg(test)]

@@ -19,29 +19,14 @@
 //! datadog-py 0.56 in a container sends `_sc|name|2|#tags|m:db down|c:in-…`,
 //! whose message is `db down`.
 //!
-//! # Origin fields (protocol 1.2–1.6)
-//!
-//! What the Agent does with them, and what dynoscope does:
-//!
-//! - `c:` — the sender's container. `c:ci-<id>` (1.4) and the older bare
-//!   `c:<id>` (1.2) name the container id; `c:in-<inode>` (1.4) names the
-//!   inode of the sender's cgroup, which the Agent maps to a container id.
-//!   The Agent uses the container for *origin detection*: it adds that
-//!   container's tags (image, pod, `kube_*`, …, from its tagger) to the
-//!   message, and keeps origins apart in the aggregation context.
-//! - `e:` — external data (1.5), `it-<bool>,cn-<container name>,pu-<pod uid>`,
-//!   injected by Datadog's Kubernetes admission controller when the client
-//!   cannot see its own container id; resolved by the Agent like `c:`.
-//! - `card:` — `none`, `low`, `orchestrator` or `high` (1.6): how many of
-//!   the origin's tags the Agent adds, overriding its
-//!   `dogstatsd_tag_cardinality`. Other values are ignored.
-//!
-//! A dyno has one app and no container tagger, so there is nothing to
-//! enrich: the fields are parsed, kept on events and service checks as
-//! their [`Origin`](crate::telemetry::Origin) (shown by the jsonl sink), and
-//! never glued to a message or a tag.
+//! The origin fields `c:`, `e:`, `card:` are read by [`origin`]; events and
+//! service checks by [`events`].
 
-use std::borrow::Cow;
+mod events;
+mod origin;
+
+pub use events::{Event, ServiceCheck};
+pub use origin::Origin;
 
 /// The largest line accepted: the agent's read buffer, and the largest
 /// payload a client sends over a unix socket.
@@ -149,56 +134,6 @@ impl Iterator for Values<'_> {
     }
 }
 
-/// The origin fields of a message (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Origin<'a> {
-    /// `c:ci-<id>`, or the deprecated bare `c:<id>`.
-    pub container_id: Option<&'a str>,
-    /// `c:in-<inode>`: the inode of the sender's cgroup.
-    pub cgroup_inode: Option<u64>,
-    /// `e:` external data, as sent.
-    pub external_data: Option<&'a str>,
-    /// `card:`, one of `none`, `low`, `orchestrator`, `high`.
-    pub cardinality: Option<&'a str>,
-}
-
-impl<'a> Origin<'a> {
-    /// Reads `field` into `self` when it is an origin field; false otherwise.
-    /// A malformed value (an inode that is not a number, an unknown
-    /// cardinality) is ignored as the Agent ignores it.
-    fn read(&mut self, field: &'a str) -> bool {
-        if let Some(container) = field.strip_prefix("c:") {
-            if let Some(inode) = container.strip_prefix("in-") {
-                self.cgroup_inode = inode.parse().ok();
-            } else {
-                let id = container.strip_prefix("ci-").unwrap_or(container);
-                self.container_id = (!id.is_empty()).then_some(id);
-            }
-        } else if let Some(external) = field.strip_prefix("e:") {
-            self.external_data = (!external.is_empty()).then_some(external);
-        } else if let Some(card) = field.strip_prefix("card:") {
-            self.cardinality =
-                matches!(card, "none" | "low" | "orchestrator" | "high").then_some(card);
-        } else {
-            return false;
-        }
-        true
-    }
-
-    /// The origin as the pipeline carries it; `None` when no field was sent.
-    pub fn to_telemetry(&self) -> Option<crate::telemetry::Origin> {
-        if *self == Origin::default() {
-            return None;
-        }
-        Some(crate::telemetry::Origin {
-            container_id: self.container_id.map(str::to_owned),
-            cgroup_inode: self.cgroup_inode,
-            external_data: self.external_data.map(str::to_owned),
-            cardinality: self.cardinality.map(str::to_owned),
-        })
-    }
-}
-
 /// A comma-separated tag list, kept as the raw slice; empty tags are skipped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tags<'a>(pub &'a str);
@@ -212,105 +147,6 @@ impl<'a> Tags<'a> {
     /// Whether no tag was sent.
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
-    }
-}
-
-/// An event, borrowing from the line.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Event<'a> {
-    /// Title, still escaped (`\\n`); see [`Event::title`].
-    pub raw_title: &'a str,
-    /// Text, still escaped (`\\n`); see [`Event::text`].
-    pub raw_text: &'a str,
-    /// `d:` unix seconds.
-    pub timestamp: Option<i64>,
-    /// `h:` hostname.
-    pub hostname: Option<&'a str>,
-    /// `k:` aggregation key.
-    pub aggregation_key: Option<&'a str>,
-    /// `p:` `normal` or `low`; other values are dropped.
-    pub priority: Option<&'a str>,
-    /// `s:` source type name.
-    pub source_type: Option<&'a str>,
-    /// `t:` `error`, `warning`, `info` or `success`; other values are dropped.
-    pub alert_type: Option<&'a str>,
-    /// `#` tags.
-    pub tags: Tags<'a>,
-    /// `c:`, `e:` and `card:`.
-    pub origin: Origin<'a>,
-}
-
-impl Event<'_> {
-    /// The title with `\\n` turned into newlines.
-    pub fn title(&self) -> Cow<'_, str> {
-        unescape_newlines(self.raw_title)
-    }
-
-    /// The text with `\\n` turned into newlines.
-    pub fn text(&self) -> Cow<'_, str> {
-        unescape_newlines(self.raw_text)
-    }
-
-    /// The event as the pipeline carries it; `now` (unix seconds) when the
-    /// client sent no `d:`.
-    pub fn to_telemetry(&self, now: i64) -> crate::telemetry::Event {
-        crate::telemetry::Event {
-            title: self.title().into_owned(),
-            text: self.text().into_owned(),
-            timestamp: self.timestamp.unwrap_or(now),
-            hostname: self.hostname.map(str::to_owned),
-            aggregation_key: self.aggregation_key.map(str::to_owned),
-            priority: self.priority.map(str::to_owned),
-            source_type: self.source_type.map(str::to_owned),
-            alert_type: self.alert_type.map(str::to_owned),
-            tags: sorted_tags(self.tags),
-            origin: self.origin.to_telemetry(),
-        }
-    }
-}
-
-/// A service check, borrowing from the line.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ServiceCheck<'a> {
-    /// Check name, never empty.
-    pub name: &'a str,
-    /// 0 ok, 1 warning, 2 critical, 3 unknown.
-    pub status: u8,
-    /// `d:` unix seconds.
-    pub timestamp: Option<i64>,
-    /// `h:` hostname.
-    pub hostname: Option<&'a str>,
-    /// `#` tags.
-    pub tags: Tags<'a>,
-    /// `m:` message, still escaped (`\\n`, `m\\:`); see [`ServiceCheck::message`].
-    pub raw_message: Option<&'a str>,
-    /// `c:`, `e:` and `card:`.
-    pub origin: Origin<'a>,
-}
-
-impl ServiceCheck<'_> {
-    /// The message with `\\n` turned into newlines.
-    pub fn message(&self) -> Option<Cow<'_, str>> {
-        self.raw_message.map(|raw| match unescape_newlines(raw) {
-            // The clients escape `m:` inside the message as `m\:`.
-            Cow::Borrowed(text) if text.contains("m\\:") => Cow::Owned(text.replace("m\\:", "m:")),
-            Cow::Owned(text) => Cow::Owned(text.replace("m\\:", "m:")),
-            borrowed => borrowed,
-        })
-    }
-
-    /// The check as the pipeline carries it; `now` (unix seconds) when the
-    /// client sent no `d:`.
-    pub fn to_telemetry(&self, now: i64) -> crate::telemetry::ServiceCheck {
-        crate::telemetry::ServiceCheck {
-            name: self.name.to_owned(),
-            status: self.status,
-            timestamp: self.timestamp.unwrap_or(now),
-            hostname: self.hostname.map(str::to_owned),
-            message: self.message().map(Cow::into_owned),
-            tags: sorted_tags(self.tags),
-            origin: self.origin.to_telemetry(),
-        }
     }
 }
 
@@ -414,9 +250,9 @@ pub fn parse_line(line: &[u8]) -> Result<Message<'_>, ParseError> {
     }
     let line = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
     if let Some(rest) = line.strip_prefix("_e{") {
-        parse_event(rest).map(Message::Event)
+        events::parse_event(rest).map(Message::Event)
     } else if let Some(rest) = line.strip_prefix("_sc|") {
-        parse_service_check(rest).map(Message::ServiceCheck)
+        events::parse_service_check(rest).map(Message::ServiceCheck)
     } else {
         parse_metric(line).map(Message::Metric)
     }
@@ -509,120 +345,6 @@ fn parse_timestamp(text: &str) -> Result<i64, ParseError> {
         Ok(ts) if ts > 0 => Ok(ts),
         _ => Err(ParseError::BadTimestamp),
     }
-}
-
-/// `rest` is the line after `_e{`.
-fn parse_event(rest: &str) -> Result<Event<'_>, ParseError> {
-    let (header, body) = rest.split_once("}:").ok_or(ParseError::BadEventHeader)?;
-    let (title_len, text_len) = header.split_once(',').ok_or(ParseError::BadEventHeader)?;
-    let title_len: usize = title_len.parse().map_err(|_| ParseError::BadEventHeader)?;
-    let text_len: usize = text_len.parse().map_err(|_| ParseError::BadEventHeader)?;
-    // Lengths are bytes, so slicing must land on char boundaries; `get`
-    // refuses the slices that do not instead of panicking.
-    let text_start = title_len.checked_add(1).ok_or(ParseError::TruncatedEvent)?;
-    let text_end = text_start
-        .checked_add(text_len)
-        .ok_or(ParseError::TruncatedEvent)?;
-    let raw_title = body.get(..title_len).ok_or(ParseError::TruncatedEvent)?;
-    if body.as_bytes().get(title_len) != Some(&b'|') {
-        return Err(ParseError::TruncatedEvent);
-    }
-    let raw_text = body
-        .get(text_start..text_end)
-        .ok_or(ParseError::TruncatedEvent)?;
-    if raw_title.is_empty() {
-        return Err(ParseError::EmptyTitle);
-    }
-    let mut event = Event {
-        raw_title,
-        raw_text,
-        ..Event::default()
-    };
-    let fields = &body[text_end..];
-    if fields.is_empty() {
-        return Ok(event);
-    }
-    // What follows the text must start a new field; anything else means the
-    // declared text length was too short.
-    let fields = fields.strip_prefix('|').ok_or(ParseError::TruncatedEvent)?;
-    for field in fields.split('|') {
-        if let Some(ts) = field.strip_prefix("d:") {
-            event.timestamp = Some(parse_timestamp(ts)?);
-        } else if let Some(host) = field.strip_prefix("h:") {
-            event.hostname = Some(host);
-        } else if let Some(key) = field.strip_prefix("k:") {
-            event.aggregation_key = Some(key);
-        } else if let Some(priority) = field.strip_prefix("p:") {
-            event.priority = matches!(priority, "normal" | "low").then_some(priority);
-        } else if let Some(source) = field.strip_prefix("s:") {
-            event.source_type = Some(source);
-        } else if let Some(alert) = field.strip_prefix("t:") {
-            event.alert_type =
-                matches!(alert, "error" | "warning" | "info" | "success").then_some(alert);
-        } else if let Some(tags) = field.strip_prefix('#') {
-            event.tags = Tags(tags);
-        } else {
-            // An origin field, or one of a newer protocol: ignored.
-            event.origin.read(field);
-        }
-    }
-    Ok(event)
-}
-
-/// `rest` is the line after `_sc|`.
-fn parse_service_check(rest: &str) -> Result<ServiceCheck<'_>, ParseError> {
-    let (name, rest) = rest.split_once('|').ok_or(ParseError::BadServiceCheck)?;
-    if name.is_empty() {
-        return Err(ParseError::BadServiceCheck);
-    }
-    let (status, fields) = rest.split_once('|').unwrap_or((rest, ""));
-    let status = match status {
-        "0" => 0,
-        "1" => 1,
-        "2" => 2,
-        "3" => 3,
-        "" => return Err(ParseError::BadServiceCheck),
-        _ => return Err(ParseError::BadStatus),
-    };
-    let mut check = ServiceCheck {
-        name,
-        status,
-        ..ServiceCheck::default()
-    };
-    // The message ends at the next `|` like any field (the Agent splits on
-    // every `|`): datadog-py puts `|c:` after it.
-    for field in fields.split('|') {
-        if let Some(ts) = field.strip_prefix("d:") {
-            check.timestamp = Some(parse_timestamp(ts)?);
-        } else if let Some(host) = field.strip_prefix("h:") {
-            check.hostname = Some(host);
-        } else if let Some(tags) = field.strip_prefix('#') {
-            check.tags = Tags(tags);
-        } else if let Some(message) = field.strip_prefix("m:") {
-            check.raw_message = Some(message);
-        } else {
-            // An origin field, or one of a newer protocol: ignored.
-            check.origin.read(field);
-        }
-    }
-    Ok(check)
-}
-
-/// Clients escape newlines as the two characters `\n`.
-fn unescape_newlines(text: &str) -> Cow<'_, str> {
-    if text.contains("\\n") {
-        Cow::Owned(text.replace("\\n", "\n"))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// Tags as the data model wants them: sorted and de-duplicated.
-fn sorted_tags(tags: Tags<'_>) -> Vec<String> {
-    let mut out: Vec<String> = tags.iter().map(str::to_owned).collect();
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 #[cfg(test)]

@@ -294,6 +294,7 @@ impl Receiver {
         let counters = self.aggregator.stats();
         stats.contexts.set(counters.contexts as u64);
         stats.context_overflow.set(counters.context_overflow);
+        stats.context_bytes.set(counters.bytes as u64);
         stats
             .timestamped_overflow
             .set(counters.timestamped_overflow);

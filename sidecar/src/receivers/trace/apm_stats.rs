@@ -39,8 +39,14 @@
 //! Counts have interval 10; `.hits`, `.errors` and the durations sum over
 //! status codes, so each (name, tags) appears once per bucket.
 //!
-//! Memory is bounded by [`ApmStatsConfig::max_groups`]; spans beyond it are
-//! counted in [`ApmStatsCounters::group_overflow`] and dropped from stats.
+//! Memory is bounded in bytes by [`ApmStatsConfig::max_bytes`] across open
+//! buckets: each group is charged its entry and slot, the strings of its key
+//! (in full, though they may be shared with spans still queued) and its
+//! latency sketch's bins. Once the budget is spent, a span that would open
+//! a group is counted in [`ApmStatsCounters::group_overflow`] and dropped
+//! from stats; spans of open groups still count (a sketch grows to at most
+//! 2 × [`MAX_BINS`](crate::telemetry::sketch::MAX_BINS) × 8 bytes, so the
+//! budget can be passed by that much per group at most).
 
 use std::collections::HashMap;
 
@@ -53,8 +59,9 @@ pub const BUCKET_SECS: i64 = 10;
 /// Buckets kept open: a bucket is emitted this many intervals after it starts.
 pub const BUFFER_BUCKETS: i64 = 2;
 
-/// Default of [`ApmStatsConfig::max_groups`].
-pub const DEFAULT_MAX_GROUPS: usize = 10_000;
+/// Default of [`ApmStatsConfig::max_bytes`]: 4 MiB, some 10 000 groups
+/// of ordinary names whose latencies span a few bins (~400 bytes each).
+pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
 
 /// Latency percentiles, `(q, suffix)`.
 const PERCENTILES: [(f64, &str); 5] = [
@@ -70,15 +77,16 @@ const PERCENTILES: [(f64, &str); 5] = [
 pub struct ApmStatsConfig {
     /// Env of spans that carry no `env` tag (the dyno's `DD_ENV`). Default: none.
     pub default_env: Option<String>,
-    /// Groups held across open buckets. Default: [`DEFAULT_MAX_GROUPS`].
-    pub max_groups: usize,
+    /// Bytes held across open buckets (see the module docs). Default:
+    /// [`DEFAULT_MAX_BYTES`].
+    pub max_bytes: usize,
 }
 
 impl Default for ApmStatsConfig {
     fn default() -> Self {
         Self {
             default_env: None,
-            max_groups: DEFAULT_MAX_GROUPS,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -88,11 +96,13 @@ impl Default for ApmStatsConfig {
 pub struct ApmStatsCounters {
     /// Groups in the open buckets now.
     pub groups: usize,
+    /// Bytes the open buckets hold now, against [`ApmStatsConfig::max_bytes`].
+    pub bytes: usize,
     /// Spans counted.
     pub spans_counted: u64,
     /// Spans seen but not eligible (neither top-level, measured nor of a counted kind).
     pub spans_skipped: u64,
-    /// Spans dropped from stats because [`ApmStatsConfig::max_groups`] was reached.
+    /// Spans dropped from stats because [`ApmStatsConfig::max_bytes`] was reached.
     pub group_overflow: u64,
 }
 
@@ -113,6 +123,8 @@ pub struct ApmStats {
 struct Bucket {
     start: i64,
     groups: HashMap<Key, Group>,
+    /// Bytes charged for `groups`.
+    bytes: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,6 +149,28 @@ struct Group {
     errors: f64,
     /// Seconds.
     duration: Sketch,
+}
+
+impl Key {
+    /// What a group costs before its sketch grows: its entry and slot in the
+    /// table (hashbrown: one control byte, up to 1/8 spare), the key's
+    /// strings and the sketch's own bins.
+    fn group_bytes(&self, group: &Group) -> usize {
+        let entry = size_of::<(Key, Group)>();
+        let strings = [
+            &self.name,
+            &self.service,
+            &self.resource,
+            &self.env,
+            &self.version,
+            &self.http_status,
+            &self.span_kind,
+        ]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>();
+        entry + 1 + entry / 7 + strings + group.duration.heap_bytes()
+    }
 }
 
 impl Group {
@@ -170,12 +204,17 @@ impl ApmStats {
     pub fn counters(&self) -> ApmStatsCounters {
         ApmStatsCounters {
             groups: self.groups(),
+            bytes: self.bytes(),
             ..self.counters
         }
     }
 
     fn groups(&self) -> usize {
         self.buckets.iter().map(|b| b.groups.len()).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        self.buckets.iter().map(|b| b.bytes).sum()
     }
 
     /// Counts the spans of `chunk`, received at `now` (unix seconds).
@@ -243,7 +282,7 @@ impl ApmStats {
             span_kind: span.meta.get("span.kind").cloned().unwrap_or_default(),
             synthetics: chunk.synthetics,
         };
-        let full = self.groups() >= self.config.max_groups;
+        let full = self.bytes() >= self.config.max_bytes;
         let index = match self.buckets.iter().position(|b| b.start == start) {
             Some(i) => i,
             None => {
@@ -253,6 +292,7 @@ impl ApmStats {
                     Bucket {
                         start,
                         groups: HashMap::new(),
+                        bytes: 0,
                     },
                 );
                 at
@@ -267,8 +307,13 @@ impl ApmStats {
                 self.counters.group_overflow += 1;
                 return;
             }
-            None => bucket.groups.entry(key).or_default(),
+            None => {
+                let group = Group::default();
+                bucket.bytes += key.group_bytes(&group);
+                bucket.groups.entry(key).or_insert(group)
+            }
         };
+        let sketch_before = group.duration.heap_bytes();
         group.hits += weight;
         if top_level {
             group.top_level_hits += weight;
@@ -279,6 +324,8 @@ impl ApmStats {
         group
             .duration
             .add(span.duration.max(0) as f64 / 1e9, weight);
+        // A sketch only grows (its bins are capped at MAX_BINS a side).
+        bucket.bytes += group.duration.heap_bytes().saturating_sub(sketch_before);
         self.counters.spans_counted += 1;
     }
 
@@ -409,6 +456,7 @@ fn point(
         timestamp,
         interval,
         tags: tags.to_vec(),
+        origin: None,
     }
 }
 

@@ -144,6 +144,7 @@ impl Shared {
         let stats = &self.stats.traces;
         stats.stats_spans.set(counters.spans_counted);
         stats.stats_overflow.set(counters.group_overflow);
+        stats.stats_bytes.set(counters.bytes as u64);
         stats.stats_points.add(points.len() as u64);
         if !points.is_empty() {
             self.pipe.send(Telemetry::Points(points));

@@ -15,6 +15,7 @@ fn point(metric_type: MetricType, interval: u32) -> Point {
         timestamp: 1_700_000_000,
         interval,
         tags: vec!["dyno:web.1".into(), "env:prod".into()],
+        origin: None,
     }
 }
 
@@ -247,6 +248,7 @@ fn sketch_entries_concatenate_into_one_sketch_payload_with_the_agents_fields() {
         interval: 10,
         tags: vec!["dyno:web.1".into()],
         sketch,
+        origin: None,
     };
     let mut body = Vec::new();
     for _ in 0..2 {
@@ -269,4 +271,6 @@ fn sketch_entries_concatenate_into_one_sketch_payload_with_the_agents_fields() {
     );
     assert_eq!(d.k, [1338, 1383, 1427]);
     assert_eq!(d.n, [1, 2, 1]);
+    let origin = sketch.metadata.as_ref().and_then(|m| m.origin.as_ref());
+    assert_eq!(origin, Some(&pb::Origin::DOGSTATSD));
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::telemetry::dogsketch::SUMMARY_QUANTILES;
-use crate::telemetry::SketchPoint;
+use crate::telemetry::{Origin, SketchPoint};
 
 #[derive(Serialize)]
 pub(super) struct SketchLine<'a> {
@@ -24,6 +24,8 @@ pub(super) struct SketchLine<'a> {
     k: Vec<i32>,
     n: Vec<u32>,
     host: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'a Origin>,
 }
 
 impl<'a> SketchLine<'a> {
@@ -48,6 +50,7 @@ impl<'a> SketchLine<'a> {
             k,
             n,
             host,
+            origin: point.origin.as_deref(),
         }
     }
 }

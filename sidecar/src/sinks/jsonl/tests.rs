@@ -9,6 +9,7 @@ fn point(name: &str, value: f64) -> Point {
         timestamp: 1_700_000_000,
         interval: 0,
         tags: vec!["dyno:web.1".into()],
+        origin: None,
     }
 }
 
@@ -305,6 +306,10 @@ fn a_sketch_is_one_line_with_its_totals_quantiles_and_bins() {
         interval: 10,
         tags: vec!["dyno:web.1".into()],
         sketch,
+        origin: Some(std::sync::Arc::new(crate::telemetry::Origin {
+            container_id: Some("abc".into()),
+            ..Default::default()
+        })),
     }]);
     let lines = lines(&item, "h");
     assert_eq!(lines.len(), 1);
@@ -319,4 +324,5 @@ fn a_sketch_is_one_line_with_its_totals_quantiles_and_bins() {
     assert_eq!(line["k"], serde_json::json!([1338, 1383, 1427]));
     assert_eq!(line["n"], serde_json::json!([1, 2, 1]));
     assert_eq!(line["host"], "h");
+    assert_eq!(line["origin"], serde_json::json!({"container_id": "abc"}));
 }

@@ -95,6 +95,7 @@ fn point(metric_type: MetricType, value: f64, interval: u32) -> Point {
         timestamp: 1_700_000_000,
         interval,
         tags: vec![],
+        origin: None,
     }
 }
 
@@ -147,6 +148,7 @@ fn a_sketch_becomes_an_exponential_histogram_whose_buckets_hold_its_values() {
         interval: 10,
         tags: vec!["route:a".into()],
         sketch,
+        origin: None,
     };
     let metric = convert_sketch(&point, &BTreeSet::new());
     let Some(pb::metric::Data::ExponentialHistogram(h)) = metric.data else {

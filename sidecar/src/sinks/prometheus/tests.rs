@@ -12,6 +12,7 @@ fn point(name: &str, metric_type: MetricType, value: f64, tags: &[&str]) -> Poin
             10
         },
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        origin: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn a_distribution_is_a_summary_of_its_latest_quantiles_and_running_totals() {
             interval: 10,
             tags: vec!["route:a".into()],
             sketch,
+            origin: None,
         }
     };
     exporter.record_sketch(&sketch_point(&[1000.0; 4]));
@@ -109,4 +111,28 @@ fn a_distribution_is_a_summary_of_its_latest_quantiles_and_running_totals() {
          shop_payload_sum{route=\"a\"} 4002\n\
          shop_payload_count{route=\"a\"} 6\n"
     );
+}
+
+#[test]
+fn a_flood_of_unique_series_stays_within_the_stated_bytes_and_counts_the_drops() {
+    let exporter = Exporter::default();
+    let (mut recorded, mut dropped) = (0u64, 0u64);
+    for i in 0..60_000 {
+        let user = format!("user:{i}");
+        let p = point("shop.hits", MetricType::Gauge, 1.0, &["env:prod", &user]);
+        match exporter.record(&p) {
+            Some(_) => recorded += 1,
+            None => dropped += 1,
+        }
+    }
+    let held = exporter.held_bytes();
+    // Within the budget plus the one series admitted just under it.
+    assert!(held <= MAX_BYTES + 512, "{held}");
+    assert!(held >= MAX_BYTES, "{held}");
+    assert!(dropped > 0 && recorded > 10_000, "{recorded} {dropped}");
+    assert_eq!(exporter.dropped_series(), dropped);
+    // A series already held keeps its value fresh past the budget.
+    let first = point("shop.hits", MetricType::Gauge, 7.0, &["env:prod", "user:0"]);
+    assert_eq!(exporter.record(&first).map(|(_, v)| v.value), Some(7.0));
+    assert!(!exporter.render().contains("user=\"59999\""));
 }

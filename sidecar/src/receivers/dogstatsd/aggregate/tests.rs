@@ -205,6 +205,24 @@ fn distributions_leave_as_one_agent_sketch_per_series_and_bucket() {
 }
 
 #[test]
+fn a_distributions_sample_rate_counts_as_the_agents_truncated_inverse() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    // 1/0.4 = 2.5: the Agent's bins and count take 2 (`uint(1/rate)`), its
+    // sum 2.5 × the value; 1/0.6 = 1.67 counts once, not twice.
+    feed(&mut agg, &["d:10|d|@0.4", "d:100|d|@0.6"], T0);
+    let flushed = agg.flush(T0 + 10);
+    let sketch = &flushed.sketches[0].sketch;
+    assert_eq!(sketch.count(), 3);
+    assert!(
+        (sketch.sum() - (25.0 + 100.0 / 0.6)).abs() < 1e-9,
+        "{}",
+        sketch.sum()
+    );
+    let counts: Vec<u64> = sketch.key_counts().iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, [2, 1]);
+}
+
+#[test]
 fn buckets_align_to_the_wall_clock() {
     let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
     feed(&mut agg, &["c:1|c"], T0 + 9);
@@ -306,10 +324,10 @@ fn mappings_rename_and_tag() {
 }
 
 #[test]
-fn contexts_are_bounded() {
+fn contexts_are_bounded_in_bytes() {
+    // Room for exactly two untagged one-letter counters.
     let config = AggregatorConfig {
-        max_contexts: 2,
-        max_timestamped: 1,
+        max_bytes: 2 * context_bytes("a", &[], None),
         ..AggregatorConfig::default()
     };
     let mut agg = Aggregator::new(config).unwrap();
@@ -333,19 +351,110 @@ fn contexts_are_bounded() {
             stats.timestamped,
             stats.timestamped_overflow
         ),
-        (2, 1, 1, 1)
+        (2, 1, 0, 2)
     );
+    assert_eq!(stats.bytes, 2 * context_bytes("a", &[], None));
     assert_eq!(
         summary(agg.flush(T0 + 10)),
+        [p("a", CountRate, 0.2, &[]), p("b", CountRate, 0.1, &[])]
+    );
+    // A flush frees the bytes.
+    assert_eq!(agg.stats().bytes, 0);
+    feed(&mut agg, &["c:1|c", "d:1|g|T1600000000"], T0 + 10);
+    assert_eq!((agg.stats().contexts, agg.stats().timestamped), (1, 1));
+}
+
+#[test]
+fn a_flood_of_unique_contexts_stays_within_the_stated_bytes_and_counts_the_drops() {
+    const MAX: usize = 256 << 10;
+    let config = AggregatorConfig {
+        max_bytes: MAX,
+        ..AggregatorConfig::default()
+    };
+    let mut agg = Aggregator::new(config).unwrap();
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| match i % 4 {
+            0 => format!("flood.count.{i}:1|c|#user:{i},env:prod"),
+            1 => format!("flood.set:{i}|s|#env:prod"),
+            2 => format!("flood.hist.{}:{i}|h|#env:prod", i % 64),
+            _ => format!("flood.dist.{i}:{i}|d|c:ci-{i}"),
+        })
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    feed(&mut agg, &lines, T0);
+    let stats = agg.stats();
+    // Within the budget plus one line's growth (a set's table doubling is
+    // the largest: 9 bytes a slot).
+    assert!(stats.bytes <= MAX + (64 << 10), "{} > {MAX}", stats.bytes);
+    assert!(
+        stats.bytes >= MAX - 4096,
+        "the budget is used: {}",
+        stats.bytes
+    );
+    // Every line is either folded or dropped and counted.
+    assert!(stats.context_overflow > 10_000, "{stats:?}");
+    assert_eq!(stats.samples + stats.context_overflow, 20_000);
+    // Counts and gauges of open contexts still fold once the budget is spent.
+    feed(&mut agg, &["flood.count.0:1|c|#user:0,env:prod"], T0);
+    assert_eq!(agg.stats().samples, stats.samples + 1);
+    // What the bytes stand for: the flushed points and sketches' own
+    // estimate is of the same order (the aggregator also pays its tables).
+    let flushed = agg.flush_all();
+    let out = crate::telemetry::Telemetry::Points(flushed.points).approx_bytes()
+        + crate::telemetry::Telemetry::Sketches(flushed.sketches).approx_bytes();
+    assert!(out < 4 * MAX, "{out}");
+    assert_eq!(agg.stats().bytes, 0);
+}
+
+#[test]
+fn origins_are_part_of_the_context_and_reach_the_points_and_sketches() {
+    let mut agg = Aggregator::new(AggregatorConfig::default()).unwrap();
+    feed(
+        &mut agg,
+        &[
+            "req:1|c|#route:cart|c:ci-aaa",
+            "req:2|c|#route:cart|c:ci-aaa|card:low",
+            "req:4|c|c:ci-aaa|#route:cart",
+            "req:8|c|#route:cart|c:in-4026532001",
+            "req:16|c|#route:cart|e:it-false,cn-web,pu-123",
+            "req:32|c|#route:cart",
+            "lat:5|d|c:ci-aaa",
+        ],
+        T0,
+    );
+    let flushed = agg.flush(T0 + 10);
+    let mut points: Vec<(f64, Option<crate::telemetry::Origin>)> = flushed
+        .points
+        .iter()
+        .map(|p| (p.value * 10.0, p.origin.as_deref().cloned()))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let origin = |container: Option<&str>, inode, external: Option<&str>, card: Option<&str>| {
+        Some(crate::telemetry::Origin {
+            container_id: container.map(Into::into),
+            cgroup_inode: inode,
+            external_data: external.map(Into::into),
+            cardinality: card.map(Into::into),
+        })
+    };
+    assert_eq!(
+        points,
         [
-            p("a", CountRate, 0.2, &[]),
-            p("b", CountRate, 0.1, &[]),
-            p("d", Gauge, 1.0, &[])
+            (2.0, origin(Some("aaa"), None, None, Some("low"))),
+            (5.0, origin(Some("aaa"), None, None, None)),
+            (8.0, origin(None, Some(4_026_532_001), None, None)),
+            (
+                16.0,
+                origin(None, None, Some("it-false,cn-web,pu-123"), None)
+            ),
+            (32.0, None),
         ]
     );
-    // A flush frees the contexts.
-    feed(&mut agg, &["c:1|c"], T0 + 10);
-    assert_eq!(agg.stats().contexts, 1);
+    assert_eq!(flushed.sketches.len(), 1);
+    assert_eq!(
+        flushed.sketches[0].origin.as_deref().cloned(),
+        origin(Some("aaa"), None, None, None)
+    );
 }
 
 #[test]
@@ -411,5 +520,5 @@ fn from_dogstatsd_config() {
         config.aggregates,
         HistogramAggregates::from_names(["max", "count"])
     );
-    assert_eq!(config.max_contexts, DEFAULT_MAX_CONTEXTS);
+    assert_eq!(config.max_bytes, DEFAULT_MAX_BYTES);
 }

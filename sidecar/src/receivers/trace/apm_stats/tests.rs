@@ -335,9 +335,11 @@ fn status_code_as_a_metric() {
 }
 
 #[test]
-fn groups_are_bounded() {
+fn groups_are_bounded_in_bytes() {
+    // Room for one group: the second resource is dropped and counted, the
+    // first still counts.
     let mut stats = ApmStats::new(ApmStatsConfig {
-        max_groups: 1,
+        max_bytes: 1,
         ..ApmStatsConfig::default()
     });
     stats.add_chunk(&chunk(&[BASE]), T0 + 5);
@@ -351,6 +353,30 @@ fn groups_are_bounded() {
     stats.add_chunk(&chunk(&[BASE]), T0 + 5);
     let c = stats.counters();
     assert_eq!((c.groups, c.spans_counted, c.group_overflow), (1, 2, 1));
+    assert!(c.bytes > size_of::<Key>(), "{c:?}");
+    stats.flush_all();
+    assert_eq!(stats.counters().bytes, 0);
+}
+
+#[test]
+fn a_flood_of_unique_resources_stays_within_the_stated_bytes_and_counts_the_drops() {
+    const MAX: usize = 128 << 10;
+    let mut stats = ApmStats::new(ApmStatsConfig {
+        max_bytes: MAX,
+        ..ApmStatsConfig::default()
+    });
+    for i in 0..5_000 {
+        let mut c = chunk(&[BASE]);
+        c.spans[0].resource = format!("GET /item/{i}").into();
+        c.spans[0].duration = (i + 1) * 1_000_000;
+        stats.add_chunk(&c, T0 + 5);
+    }
+    let c = stats.counters();
+    // Within the budget plus one group's sketch growth.
+    assert!(c.bytes <= MAX + 4096, "{c:?}");
+    assert!(c.bytes >= MAX - 4096, "the budget is used: {c:?}");
+    assert_eq!(c.spans_counted + c.group_overflow, 5_000, "{c:?}");
+    assert!(c.group_overflow > 4_000, "{c:?}");
 }
 
 #[test]
