@@ -162,6 +162,7 @@ impl Sink for OtlpSink {
                 }
                 // OTLP logs would carry these; not sent.
                 Telemetry::Event(_) | Telemetry::ServiceCheck(_) => {}
+                Telemetry::Logs(_) => {}
             }
         }
         Ok(())
