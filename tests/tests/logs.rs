@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dynoscope_tests::harness::{python, read, render, status_of, Sidecar};
+use dynoscope_tests::harness::{
+    decode_with_python, python, read, render, status_of, Sidecar, PY_OTLP_VALUES,
+};
 use dynoscope_tests::intake::Intake;
 use dynoscope_tests::servers::free_port;
 use dynoscope_tests::wait_for;
@@ -112,7 +114,7 @@ while True:
 "#;
 
 #[test]
-fn ddtrace_logs_are_correlated_grouped_masked_and_filtered_in_jsonl_and_at_the_intake() {
+fn ddtrace_logs_are_correlated_grouped_masked_and_filtered_in_jsonl_datadog_and_otlp() {
     let python = python();
     let intake = Intake::start();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -125,7 +127,7 @@ fn ddtrace_logs_are_correlated_grouped_masked_and_filtered_in_jsonl_and_at_the_i
          - {{type: mask_sequences, name: passwords, pattern: 'password=\\S+', replacePlaceholder: 'password=[masked]'}}\n    \
          - {{type: exclude_at_match, name: health, pattern: '^healthcheck'}}\n  sinks:\n  \
          - {{type: datadog, apiKey: {{fromEnv: DD_API_KEY}}, endpoint: \"{url}\"}}\n  \
-         - {{type: jsonl, path: {jsonl}}}\n",
+         - {{type: otlp, endpoint: \"{url}\"}}\n  - {{type: jsonl, path: {jsonl}}}\n",
         apm = free_port(),
         url = intake.url,
         jsonl = jsonl.display(),
@@ -240,7 +242,62 @@ fn ddtrace_logs_are_correlated_grouped_masked_and_filtered_in_jsonl_and_at_the_i
     assert_eq!(at_intake["hostname"], "shop.web.1");
     assert!(at_intake["timestamp"].as_i64() > Some(1_600_000_000_000));
     assert!(!entries.iter().any(|e| e.to_string().contains("hunter2")));
+
+    // OTLP logs, decoded by opentelemetry-proto: the ids are the span's bytes.
+    let bodies: Vec<Vec<u8>> = intake
+        .accepted("/v1/logs")
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert!(!bodies.is_empty(), "no /v1/logs request");
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    let otlp = decode_with_python(&format!("{PY_OTLP_VALUES}{DECODE_OTLP_LOGS}"), &refs);
+    let records = otlp.as_array().cloned().unwrap_or_default();
+    let charged = records
+        .iter()
+        .find(|r| {
+            r["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("charging the card"))
+        })
+        .unwrap_or_else(|| panic!("not in OTLP: {otlp:#}"));
+    assert_eq!(charged["trace_id"], format!("{trace_id:032x}"));
+    assert_eq!(
+        charged["span_id"],
+        format!("{:016x}", span["span_id"].as_u64().unwrap_or_default())
+    );
+    assert_eq!(charged["severity_number"], 9);
+    assert_eq!(charged["severity_text"], "info");
+    assert_eq!(charged["service"], "shop");
+    assert_eq!(charged["attributes"]["log.iostream"], "stdout");
+    let slow = records
+        .iter()
+        .find(|r| r["body"] == "slow query")
+        .unwrap_or_else(|| panic!("no JSON record in OTLP: {otlp:#}"));
+    assert_eq!(slow["attributes"]["duration_ms"], 812);
+    assert_eq!(slow["attributes"]["db.table"], "orders");
+    assert_eq!(slow["severity_number"], 13);
 }
+
+/// The records of OTLP logs requests, decoded by opentelemetry-proto (after
+/// [`PY_OTLP_VALUES`]).
+const DECODE_OTLP_LOGS: &str = r#"
+import json, sys
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+out = []
+for path in sys.argv[1:]:
+    req = ExportLogsServiceRequest()
+    req.ParseFromString(open(path, "rb").read())
+    for rl in req.resource_logs:
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                out.append({"service": attrs(rl.resource.attributes).get("service.name"),
+                    "body": val(r.body), "severity_number": r.severity_number,
+                    "severity_text": r.severity_text, "trace_id": r.trace_id.hex(),
+                    "span_id": r.span_id.hex(), "attributes": attrs(r.attributes),
+                    "time": r.time_unix_nano})
+print(json.dumps(out))
+"#;
 
 #[test]
 fn a_three_megabyte_burst_is_split_into_requests_and_a_413_is_counted_as_dropped() {
