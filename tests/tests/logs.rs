@@ -359,3 +359,43 @@ fn a_three_megabyte_burst_is_split_into_requests_and_a_413_is_counted_as_dropped
     sidecar.signal(Signal::SIGTERM);
     sidecar.wait(Duration::from_secs(20));
 }
+
+#[test]
+fn the_readme_logs_example_is_valid_and_renders() {
+    let readme = read(&dynoscope_tests::repo_root().join("README.md"));
+    let section = readme
+        .split("\n## Logs\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no Logs section"));
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .unwrap_or_else(|| panic!("the Logs section has no yaml example"));
+    let manifest = format!(
+        "apiVersion: dynoscope.dev/v1alpha1\nkind: ObservabilityConfig\nmetadata: {{name: shop}}\n{yaml}\n"
+    );
+    let resources = dynoscope_crds::manifest::parse_documents(&manifest, "README.md")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = &resources[0].spec;
+    let types = ["web".to_owned(), "worker".to_owned()];
+    let problems = dynoscope_crds::validate::validate(spec, Some(&types), None);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let input = dynoscope_crds::render::RenderInput {
+        config: &resources[0],
+        procfile: None,
+        formation: None,
+        heroku_app_name: None,
+    };
+    let (web, _) =
+        dynoscope_crds::render::render_dyno(&input, "web.1").unwrap_or_else(|e| panic!("{e}"));
+    let logs = web.logs.unwrap_or_else(|| panic!("logs are on"));
+    assert_eq!(logs.processing_rules.len(), 2);
+    assert_eq!(logs.source.as_deref(), Some("python"));
+    let (worker, _) =
+        dynoscope_crds::render::render_dyno(&input, "worker.1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        worker.logs.and_then(|l| l.source).as_deref(),
+        Some("sidekiq")
+    );
+}
