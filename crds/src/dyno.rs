@@ -58,6 +58,9 @@ pub struct DynoConfig {
     /// other) runs, relative to its working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conf_d: Option<String>,
+    /// The app's output as log records; absent when logs are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<crate::logs::LogsConfig>,
     /// Where telemetry goes, with defaults filled in.
     pub sinks: Vec<SinkSpec>,
     /// Hash of everything above; changes exactly when the content does.

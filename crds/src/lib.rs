@@ -11,6 +11,7 @@
 //! - [`procfile`]: Procfiles and `web=2,worker=1` formations.
 //! - [`render`]: the one renderer, a pure function from a resource and a
 //!   formation to one [`dyno::DynoConfig`] per dyno; defaults come from [`defaults`].
+//! - [`logs`]: `spec.logs` and the logs part of a DynoConfig.
 //! - [`dyno`]: `DynoConfig`, the operator → sidecar contract, with its hash and schema.
 //! - [`value`], [`duration`], [`buffer`]: secret references, `20s`-style
 //!   durations, sink buffers with `8Mi`-style sizes.
@@ -25,6 +26,7 @@ pub mod buffer;
 pub mod defaults;
 pub mod duration;
 pub mod dyno;
+pub mod logs;
 pub mod manifest;
 pub mod observability;
 pub mod procfile;

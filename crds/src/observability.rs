@@ -78,6 +78,9 @@ pub struct ObservabilityConfigSpec {
     /// without rewriting its checks. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conf_d: Option<ConfDSpec>,
+    /// The app's stdout and stderr as log records. Default: off (passed through only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<crate::logs::LogsSpec>,
     /// Where telemetry goes. Default: one `stdout` sink.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkSpec>,
@@ -531,6 +534,9 @@ pub struct OverrideSpec {
     /// Fields of `processMetrics` to change. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_metrics: Option<ProcessMetricsSpec>,
+    /// Fields of `logs` to change. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<crate::logs::LogsSpec>,
     /// Grace period for this process type. Default: the spec's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_period: Option<HumanDuration>,

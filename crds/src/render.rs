@@ -305,6 +305,10 @@ fn build(
         })
         .map(|c| c.path.clone());
 
+    let logs =
+        crate::logs::LogsSpec::merged(spec.logs.as_ref(), over.and_then(|o| o.logs.as_ref()))
+            .render(&service);
+
     let sinks = if spec.sinks.is_empty() {
         vec![SinkSpec::Stdout {}]
     } else {
@@ -379,6 +383,7 @@ fn build(
         },
         integrations,
         conf_d,
+        logs,
         sinks,
         config_hash: String::new(),
     }

@@ -129,6 +129,7 @@ pub fn validate(
     check_integrations(&mut p, spec, dynos);
     check_conf_d(&mut p, spec, dynos);
     check_sinks(&mut p, spec);
+    logs::check(&mut p, spec);
 
     for (name, over) in &spec.overrides {
         let field = format!("spec.overrides.{name}");
@@ -626,6 +627,10 @@ fn check_url(p: &mut Problems, field: &str, url: &str) {
         p.error(field, format!("{url:?} is not an http:// or https:// URL"));
     }
 }
+
+#[path = "validate/logs.rs"]
+mod logs;
+pub use logs::takes_logs;
 
 #[cfg(test)]
 #[path = "validate/tests.rs"]

@@ -2,12 +2,19 @@
 counting with DogStatsD, both unmodified Datadog client libraries that find
 the dyno's sidecar through the DD_* variables it exports.
 
+It logs through Python's `logging` with ddtrace's log injection
+(DD_LOGS_INJECTION, which the sidecar sets when `spec.logs` is on), so each
+line written inside a request carries that request's trace and span ids and
+the sidecar's log records link to the trace.
+
 It also plays its own customers (SHOP_SELF_TRAFFIC, default on) so that a
 formation started with `scripts/up.sh` has telemetry to show at once.
 """
 
+import logging
 import os
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -15,7 +22,16 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from datadog import DogStatsd
-from ddtrace import tracer
+from ddtrace import patch, tracer
+
+patch(logging=True)  # adds dd.trace_id, dd.span_id… to every LogRecord
+logging.basicConfig(
+    stream=sys.stdout,
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s [%(name)s] [dd.service=%(dd.service)s dd.env=%(dd.env)s "
+    "dd.version=%(dd.version)s dd.trace_id=%(dd.trace_id)s dd.span_id=%(dd.span_id)s] - %(message)s",
+)
+log = logging.getLogger("shop")
 
 PORT = int(os.environ.get("PORT", "5000"))
 statsd = DogStatsd()  # DD_AGENT_HOST, DD_DOGSTATSD_PORT, DD_ENV, DD_VERSION
@@ -38,8 +54,10 @@ class Shop(BaseHTTPRequestHandler):
                     raise RuntimeError("the cart service is on fire")
                 if self.path.startswith("/leak"):
                     leak(self.path)
+                log.info("served %s", self.path)
             except RuntimeError:
                 status = 500
+                log.exception("failed to serve %s", self.path)  # one record, traceback included
             span.set_tag("http.status_code", str(status))
             if status >= 500:
                 span.error = 1
@@ -79,5 +97,5 @@ def customers():
 if __name__ == "__main__":
     if os.environ.get("SHOP_SELF_TRAFFIC", "1") == "1":
         threading.Thread(target=customers, daemon=True).start()
-    print(f"shop listening on port {PORT}", flush=True)
+    log.info("shop listening on port %s", PORT)
     ThreadingHTTPServer(("0.0.0.0", PORT), Shop).serve_forever()

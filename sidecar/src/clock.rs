@@ -1,4 +1,4 @@
-//! Wall-clock time as the telemetry carries it: unix seconds.
+//! Wall-clock time as the telemetry carries it: unix seconds (milliseconds for logs).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,4 +7,11 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Now, in unix milliseconds (log records' timestamps); 0 if the clock is before 1970.
+pub fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

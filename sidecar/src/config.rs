@@ -313,6 +313,10 @@ pub fn app_env(
     if config.dogstatsd.enabled {
         vars.push(("DD_DOGSTATSD_PORT", config.dogstatsd.port.to_string()));
     }
+    if config.logs.is_some() {
+        // ddtrace writes `dd.trace_id` and `dd.span_id` into each log line.
+        vars.push(("DD_LOGS_INJECTION", "true".to_owned()));
+    }
     vars.retain(|(name, _)| env(name).is_none());
     vars
 }

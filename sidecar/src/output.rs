@@ -307,7 +307,7 @@ fn write_loop(shared: &Shared, mut target: Box<dyn Write + Send>) {
 
 /// The length of the next write from `buf` (whole lines, each ending in `\n`): as many
 /// lines as fit in [`PIPE_BUF`], or the first line alone when it is longer.
-fn chunk_len(buf: &[u8]) -> usize {
+pub(crate) fn chunk_len(buf: &[u8]) -> usize {
     if buf.len() <= PIPE_BUF {
         return buf.len();
     }

@@ -343,6 +343,7 @@ fn tag(item: &mut Telemetry, dyno_tags: &[String]) {
         Telemetry::Sketches(sketches) => sketches.iter_mut().for_each(|s| merge(&mut s.tags)),
         Telemetry::Event(event) => merge(&mut event.tags),
         Telemetry::ServiceCheck(check) => merge(&mut check.tags),
+        Telemetry::Logs(records) => records.iter_mut().for_each(|r| merge(&mut r.tags)),
         Telemetry::Traces(_) => {}
     }
 }

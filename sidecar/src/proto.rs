@@ -3,9 +3,10 @@
 //!
 //! - [`datadog`]: the trace intake's `AgentPayload` (PROTOCOLS.md §3) and the
 //!   sketch intake's `SketchPayload` (§5).
-//! - [`otlp`]: OTLP traces and metrics (opentelemetry-proto).
+//! - [`otlp`]: OTLP traces and metrics (opentelemetry-proto); [`otlp_logs`]: OTLP logs.
 //! - [`prometheus`]: the remote-write `WriteRequest`.
 
 pub mod datadog;
 pub mod otlp;
+pub mod otlp_logs;
 pub mod prometheus;

@@ -1,4 +1,5 @@
-//! What the app sends the sidecar: DogStatsD datagrams and Datadog traces.
+//! What the app sends the sidecar: DogStatsD datagrams, Datadog traces, and its
+//! stdout and stderr ([`logs`], started with the app rather than here).
 //!
 //! Each receiver is split as Vector splits its sources: pure decoding
 //! (`dogstatsd::parser`, `trace::decode`) with table tests beside it, and
@@ -8,6 +9,7 @@
 //! hold into the pipeline once the app is gone.
 
 pub mod dogstatsd;
+pub mod logs;
 pub mod trace;
 
 use std::sync::Arc;

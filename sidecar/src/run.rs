@@ -7,6 +7,7 @@
 //! flushed and the app's status returned.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::cli::RunArgs;
 use crate::config;
 use crate::config_watch::{self, Reloader};
 use crate::pipeline::{self, PipelineConfig};
+use crate::receivers::logs::{AppStdio, Logs};
 use crate::receivers::Receivers;
 use crate::sampler::{self, Sampler};
 use crate::stats::Stats;
@@ -30,6 +32,9 @@ use crate::supervisor::{self, Signals};
 /// How often the `conf.d` directory is re-read: a few small files, and
 /// polling survives every way of replacing them (editors, symlink swaps).
 const CONF_D_POLL: Duration = Duration::from_secs(2);
+
+/// Time the app's output gets to reach its end once the app is gone.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Time the pipeline gets to flush once the app is gone.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,8 +87,26 @@ pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
     ));
     status.attach_checks(checks.clone());
 
+    // The app writes into pipes the sidecar copies to its own stdout and stderr.
+    let (logs, stdio) = match Logs::start(initial.as_deref(), pipeline.handle(), &stats) {
+        Ok((logs, stdio)) => (Some(logs), stdio),
+        Err(err) => {
+            tracing::error!(
+                "cannot pipe the app's output ({err}): it writes to the sidecar's stdout and \
+                 stderr directly, and no log records are made"
+            );
+            (None, AppStdio::default())
+        }
+    };
     let env = config::app_env(initial.as_deref(), |name| std::env::var(name).ok());
-    let app = match supervisor::spawn(&args.command, &env) {
+    let spawned = supervisor::spawn(
+        &args.command,
+        &env,
+        [stdio.stdout.as_ref(), stdio.stderr.as_ref()].map(|fd| fd.map(AsFd::as_fd)),
+    );
+    // Only the app holds the write ends now: its exit closes them.
+    drop(stdio);
+    let app = match spawned {
         Ok(app) => app,
         Err(err) => {
             tracing::error!("{err}");
@@ -140,6 +163,9 @@ pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
         while changes.changed().await.is_ok() {
             let config = changes.borrow_and_update().clone();
             pipeline.reconfigure(pipeline_config(config.as_deref()));
+            if let Some(logs) = &logs {
+                logs.reconfigure(config.as_deref());
+            }
             conf_d.refresh(conf_d_dir(config.as_deref()));
             checks.reconfigure(&integrations(config.as_deref(), &conf_d));
         }
@@ -159,6 +185,13 @@ pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
         task.abort();
     }
     checks.shutdown();
+    // The app's last lines: passed through, and their records into the pipeline.
+    if logs.as_ref().is_some_and(|logs| !logs.finish(OUTPUT_DRAIN)) {
+        tracing::warn!(
+            "the app's output was still open {OUTPUT_DRAIN:?} after it exited (a process it \
+             started holds it?): its later lines are lost"
+        );
+    }
     // Receivers first: their last buckets go into the pipeline, which then flushes.
     receivers.shutdown(FLUSH_TIMEOUT).await;
     if !pipeline.shutdown(FLUSH_TIMEOUT).await {

@@ -98,6 +98,8 @@ pub struct Stats {
     pub traces: TraceStats,
     /// The sidecar's own stdout and stderr.
     pub output: OutputStats,
+    /// The app's stdout and stderr: pass-through and log records.
+    pub logs: LogsStats,
     /// The live sinks' own stats: `/status` lists them under `sinks`, not `counters`.
     #[serde(skip)]
     pub sinks: SinkRegistry,
@@ -198,6 +200,30 @@ pub struct StreamStats {
     pub dropped_bytes: Counter,
 }
 
+/// Counters of `crate::receivers::logs`: the app's output passed through, and the
+/// log records made of it.
+#[derive(Debug, Default, Serialize)]
+pub struct LogsStats {
+    /// Lines of the app's output read from its pipes (every line, logs on or off).
+    pub lines_read: Counter,
+    /// Bytes of those lines.
+    pub bytes_read: Counter,
+    /// Bytes the pass-through could not write to the sidecar's own stdout or
+    /// stderr (the reader closed it).
+    pub passthrough_errors: Counter,
+    /// Log records handed to the pipeline.
+    pub records: Counter,
+    /// Records made of more than one line (stack traces, `multiLine` groups).
+    pub multiline_groups: Counter,
+    /// Lines longer than `maxLineBytes`, cut and marked `...TRUNCATED...`.
+    pub truncated: Counter,
+    /// Lines or records dropped, by reason: `rule` (an exclude or include
+    /// rule), `budget` (the log queue or the pipeline was full).
+    pub dropped: KindCounts,
+    /// Lines that looked structured but did not parse, by format (`json`).
+    pub parse_failures: KindCounts,
+}
+
 /// Counts by a stable kind name (`bad_value`, `truncated`…), for errors that
 /// are rare enough that a lock per increment costs nothing.
 #[derive(Debug, Default)]
@@ -210,6 +236,15 @@ impl KindCounts {
         let count = map.entry(kind).or_insert(0);
         *count += 1;
         *count == 1
+    }
+
+    /// Adds `n` to `kind`; returns whether these are the first of their kind.
+    pub fn add(&self, kind: &'static str, n: u64) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = map.entry(kind).or_insert(0);
+        let first = *count == 0;
+        *count += n;
+        first && n > 0
     }
 
     /// The count of `kind`.

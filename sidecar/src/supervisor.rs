@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,13 +175,18 @@ pub struct App {
     pub pid: Pid,
 }
 
-/// Starts `command` in its own process group with the sidecar's environment plus `env`.
+/// Starts `command` in its own process group with the sidecar's environment plus `env`,
+/// with `output[0]` and `output[1]` (when given) as its fds 1 and 2.
 ///
 /// With `posix_spawnp` rather than std's `Command`, whose child keeps the spawning
 /// thread's signal mask: the app must start with nothing blocked (the sidecar blocks
 /// TERM and the rest for its supervisor thread) and SIGPIPE at its default (std ignores
 /// it in the sidecar), as if started by a shell.
-pub fn spawn(command: &[OsString], env: &[(&str, String)]) -> Result<App, SupervisorError> {
+pub fn spawn(
+    command: &[OsString],
+    env: &[(&str, String)],
+    output: [Option<BorrowedFd<'_>>; 2],
+) -> Result<App, SupervisorError> {
     let (program, _) = command.split_first().ok_or(SupervisorError::NoCommand)?;
     let failed = |source: std::io::Error| SupervisorError::Spawn {
         command: program.to_string_lossy().into_owned(),
@@ -209,7 +214,15 @@ pub fn spawn(command: &[OsString], env: &[(&str, String)]) -> Result<App, Superv
         .map(|(k, v)| c_string([k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect::<Result<Vec<_>, _>>()?;
     let attr = spawn_attr().map_err(|errno| failed(errno.into()))?;
-    let actions = PosixSpawnFileActions::init().map_err(|errno| failed(errno.into()))?;
+    let mut actions = PosixSpawnFileActions::init().map_err(|errno| failed(errno.into()))?;
+    for (target, fd) in (1..).zip(output) {
+        if let Some(fd) = fd {
+            // dup2 clears close-on-exec on the copy: the app keeps only fds 1 and 2.
+            actions
+                .add_dup2(fd.as_raw_fd(), target)
+                .map_err(|errno| failed(errno.into()))?;
+        }
+    }
     // `reap` collects the app's status, like every other child's.
     let pid = posix_spawnp(&argv[0], &actions, &attr, &argv, &envp)
         .map_err(|errno| failed(errno.into()))?;

@@ -6,10 +6,12 @@
 use std::sync::Arc;
 
 pub mod dogsketch;
+pub mod log;
 pub mod sketch;
 mod span;
 
 pub use dogsketch::DogSketch;
+pub use log::{LogRecord, LogStatus, LogStream};
 pub use span::{
     AttributeValue, Span, SpanEvent, SpanLink, Str, TraceChunk, MAX_ATTRIBUTES, MAX_EVENTS,
     MAX_LINKS,
@@ -165,6 +167,8 @@ pub enum Telemetry {
     Event(Event),
     /// A service check.
     ServiceCheck(ServiceCheck),
+    /// Log records of the app's output, in the order it wrote them.
+    Logs(Vec<LogRecord>),
 }
 
 /// The bytes a string list holds.
@@ -223,11 +227,13 @@ impl Telemetry {
                     + option_bytes(c.message.as_ref())
                     + strings_bytes(&c.tags)
             }
+            Telemetry::Logs(records) => records.iter().map(LogRecord::approx_bytes).sum(),
         };
         size_of::<Telemetry>() + inner
     }
 
-    /// The item's kind, as counters name it: `points`, `sketches`, `traces`, `event`, `service_check`.
+    /// The item's kind, as counters name it: `points`, `sketches`, `traces`,
+    /// `event`, `service_check`, `logs`.
     pub fn kind(&self) -> &'static str {
         match self {
             Telemetry::Points(_) => "points",
@@ -235,6 +241,7 @@ impl Telemetry {
             Telemetry::Traces(_) => "traces",
             Telemetry::Event(_) => "event",
             Telemetry::ServiceCheck(_) => "service_check",
+            Telemetry::Logs(_) => "logs",
         }
     }
 }

@@ -194,3 +194,15 @@ pub fn python() -> String {
     );
     venv.display().to_string()
 }
+
+/// Python helpers for scripts decoding OTLP with opentelemetry-proto: `val`
+/// (an `AnyValue` as JSON) and `attrs` (a `KeyValue` list as an object).
+pub const PY_OTLP_VALUES: &str = r#"
+def val(v):
+    k = v.WhichOneof("value")
+    if k == "array_value":
+        return [val(x) for x in v.array_value.values]
+    return getattr(v, k) if k else None
+def attrs(kvs):
+    return {kv.key: val(kv.value) for kv in kvs}
+"#;

@@ -318,6 +318,46 @@ fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_chang
             (spans_of("web.1") && spans_of("web.2") && jobs).then_some(())
         },
     );
+    // Log records: the web dynos' lines carry their request's trace (ddtrace's
+    // injection, DD_LOGS_INJECTION set by the sidecar), the worker's JSON fields stay.
+    wait_for(
+        Duration::from_secs(60),
+        "a web log record correlated with a span, and a worker's JSON record",
+        || {
+            let items = read();
+            let trace_ids: Vec<String> = items
+                .iter()
+                .filter(|i| i["kind"] == "span")
+                .map(|i| {
+                    let high = i["meta"]["_dd.p.tid"].as_str().unwrap_or("0");
+                    let high = u128::from_str_radix(high, 16).unwrap_or(0);
+                    let low = u128::from(i["trace_id"].as_u64().unwrap_or(0));
+                    format!("{:032x}", (high << 64) | low)
+                })
+                .collect();
+            let correlated = items.iter().any(|i| {
+                i["kind"] == "log"
+                    && i["service"] == "shop"
+                    && i["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("served /"))
+                    && i["dd"]["trace_id"]
+                        .as_str()
+                        .is_some_and(|id| trace_ids.iter().any(|t| t == id))
+            });
+            let job = items.iter().any(|i| {
+                i["kind"] == "log"
+                    && i["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("performed "))
+                    && i["job"].is_string()
+                    && i["ddtags"]
+                        .as_str()
+                        .is_some_and(|t| t.split(',').any(|t| t == "dyno:worker.1"))
+            });
+            (correlated && job).then_some(())
+        },
+    );
     assert!(
         !read().iter().any(|i| i["name"]
             .as_str()

@@ -7,6 +7,7 @@
 //! | traces | `https://trace.agent.<site>/api/v0.2/traces` | protobuf `AgentPayload` ([`crate::proto::datadog`]), one `TracerPayload` per trace chunk |
 //! | events | `https://api.<site>/api/v1/events` | JSON, one event per request |
 //! | service checks | `https://api.<site>/api/v1/check_run` | JSON array |
+//! | logs | `https://http-intake.logs.<site>/api/v2/logs` | JSON array ([`logs`]), ≤ 1 000 entries, ≤ 1 MB an entry |
 //! | tracer telemetry | `https://instrumentation-telemetry-intake.<site>/<path>` | as the tracer sent it to `/telemetry/proxy/<path>` |
 //!
 //! Every request carries `DD-API-KEY` (resolved from the referenced
@@ -37,6 +38,7 @@ use crate::telemetry::{
     Event, MetricType, Point, ServiceCheck, SketchPoint, Telemetry, TracerTelemetry,
 };
 
+pub mod logs;
 mod traces;
 
 use traces::trace_entry;
@@ -50,6 +52,7 @@ const EVENTS: usize = 2;
 const CHECKS: usize = 3;
 const TRACER_TELEMETRY: usize = 4;
 const SKETCHES: usize = 5;
+const LOGS: usize = 6;
 
 /// Where and as whom the sink sends.
 #[derive(Clone, Debug)]
@@ -68,7 +71,7 @@ pub struct DatadogOptions {
     pub env: String,
 }
 
-/// Sends points, traces, events, service checks and tracer telemetry to Datadog.
+/// Sends points, traces, events, service checks, logs and tracer telemetry to Datadog.
 #[derive(Debug)]
 pub struct DatadogSink {
     delivery: Delivery,
@@ -108,15 +111,17 @@ impl DatadogSink {
                     .to_owned(),
             });
         }
-        let (api, trace, telemetry) = match &options.endpoint {
+        let (api, trace, telemetry, logs) = match &options.endpoint {
             Some(base) => {
                 let base = base.trim_end_matches('/');
-                (base.to_owned(), base.to_owned(), base.to_owned())
+                let base = base.to_owned();
+                (base.clone(), base.clone(), base.clone(), base)
             }
             None => (
                 format!("https://api.{site}"),
                 format!("https://trace.agent.{site}"),
                 format!("https://instrumentation-telemetry-intake.{site}"),
+                format!("https://http-intake.logs.{site}"),
             ),
         };
         let uri = |base: &str, path: &str| -> Result<Uri, BuildError> {
@@ -239,6 +244,17 @@ impl DatadogSink {
                 suffix: b"",
                 max_entries: usize::MAX,
             },
+            Endpoint {
+                name: "logs",
+                uri: uri(&logs, "/api/v2/logs")?,
+                headers: headers("application/json"),
+                compression: Compression::Gzip,
+                kind: ItemKind::Logs,
+                prefix: b"[".to_vec(),
+                separator: b",",
+                suffix: b"]",
+                max_entries: logs::MAX_ENTRIES,
+            },
         ];
         let stats = registry.register(&name);
         let delivery = Delivery::start(name, endpoints, config, stats)?;
@@ -278,6 +294,12 @@ impl Sink for DatadogSink {
                 Telemetry::ServiceCheck(check) => self
                     .delivery
                     .push(CHECKS, json_entry(&check_json(check, &self.hostname))),
+                Telemetry::Logs(records) => {
+                    for record in records {
+                        self.delivery
+                            .push(LOGS, logs::log_entry(record, &self.hostname));
+                    }
+                }
             }
         }
         Ok(())

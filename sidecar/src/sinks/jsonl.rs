@@ -146,13 +146,14 @@ impl Queue {
     }
 }
 
-/// Items by kind: points, spans, events and service checks.
-type Items = [u64; 3];
+/// Items by kind: points, spans, events and service checks, logs.
+type Items = [u64; 4];
 
 fn add_items(counts: &ItemCounts, items: &Items) {
     counts.points.add(items[0]);
     counts.spans.add(items[1]);
     counts.events.add(items[2]);
+    counts.logs.add(items[3]);
 }
 
 /// One `write` call's worth of whole lines.
@@ -265,7 +266,7 @@ impl JsonlSink {
         let shared = &self.shared;
         let capacity = shared.options.buffer_bytes;
         let size = batch.cost();
-        let mut dropped: Items = [0; 3];
+        let mut dropped: Items = [0; 4];
         let mut queue = shared.lock();
         // A batch that cannot fit beside the one being written evicts nothing.
         let fits = queue.writing + size <= capacity;
@@ -365,6 +366,15 @@ pub fn lines(item: &Telemetry, hostname: &str) -> Vec<String> {
                 host,
             }))]
         }
+        Telemetry::Logs(records) => records
+            .iter()
+            .map(|record| {
+                let mut line = serde_json::Map::new();
+                line.insert("kind".into(), "log".into());
+                line.extend(super::datadog::logs::entry_json(record, hostname));
+                encode(serde_json::to_string(&line))
+            })
+            .collect(),
     }
 }
 
@@ -374,13 +384,14 @@ fn kind_index(item: &Telemetry) -> usize {
         Telemetry::Points(_) | Telemetry::Sketches(_) => 0,
         Telemetry::Traces(_) => 1,
         Telemetry::Event(_) | Telemetry::ServiceCheck(_) => 2,
+        Telemetry::Logs(_) => 3,
     }
 }
 
 impl Sink for JsonlSink {
     fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
         let mut bytes = Vec::new();
-        let mut items: Items = [0; 3];
+        let mut items: Items = [0; 4];
         for item in batch {
             for line in lines(item, &self.hostname) {
                 bytes.extend_from_slice(line.as_bytes());

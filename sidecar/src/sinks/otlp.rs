@@ -1,4 +1,5 @@
-//! The OTLP sink: OTLP/HTTP protobuf to `<endpoint>/v1/traces` and `<endpoint>/v1/metrics`.
+//! The OTLP sink: OTLP/HTTP protobuf to `<endpoint>/v1/traces`, `<endpoint>/v1/metrics`
+//! and `<endpoint>/v1/logs` ([`logs`]).
 //!
 //! Resource attributes come from the dyno's tags: `service:` → `service.name`,
 //! `env:` → `deployment.environment`, `version:` → `service.version`, the
@@ -41,10 +42,13 @@ use super::delivery::{Compression, Delivery, DeliveryConfig, Endpoint, Entry, It
 use super::{Backlog, BuildError, Sink, SinkError};
 use crate::proto::otlp as pb;
 use crate::stats::SinkRegistry;
+mod logs;
+
 use crate::telemetry::{dogsketch, MetricType, Point, SketchPoint, Telemetry, TraceChunk};
 
 const TRACES: usize = 0;
 const METRICS: usize = 1;
+const LOGS: usize = 2;
 /// Points per `ResourceMetrics` entry: the unit the buffer drops.
 const POINTS_PER_ENTRY: usize = 256;
 /// Sketches per `ResourceMetrics` entry (each up to a few KiB).
@@ -123,6 +127,7 @@ impl OtlpSink {
         let endpoints = vec![
             endpoint("traces", "/v1/traces", ItemKind::Spans)?,
             endpoint("metrics", "/v1/metrics", ItemKind::Points)?,
+            endpoint("logs", "/v1/logs", ItemKind::Logs)?,
         ];
         let stats = registry.register(&name);
         Ok(OtlpSink {
@@ -162,6 +167,11 @@ impl Sink for OtlpSink {
                 }
                 // OTLP logs would carry these; not sent.
                 Telemetry::Event(_) | Telemetry::ServiceCheck(_) => {}
+                Telemetry::Logs(records) => {
+                    for entry in logs::log_entries(records, &self.resource) {
+                        self.delivery.push(LOGS, entry);
+                    }
+                }
             }
         }
         Ok(())

@@ -44,6 +44,7 @@ pub fn render(status: &SidecarStatus, now: i64) -> String {
         self::check(&mut out, check, now);
     }
     sampler(&mut out, status, now);
+    logs(&mut out, status);
     counters(&mut out, status);
     out
 }
@@ -332,6 +333,35 @@ fn sampler(out: &mut String, status: &SidecarStatus, now: i64) {
     for error in &sampler.errors {
         let _ = writeln!(out, "  Error: {error}");
     }
+}
+
+/// The app's output: what was read and passed through, and the log records made of it.
+fn logs(out: &mut String, status: &SidecarStatus) {
+    section(out, "Logs");
+    let Some(logs) = status.counters.0.get("logs") else {
+        let _ = writeln!(out, "  No app output read yet.");
+        return;
+    };
+    let count = |name| status.counters.get("logs", name).unwrap_or(0);
+    let kinds = |name| match logs.get(name) {
+        Some(CounterValue::ByKind(kinds)) => by_kind(kinds.iter().map(|(k, n)| (k.as_str(), *n))),
+        _ => by_kind([]),
+    };
+    let _ = writeln!(
+        out,
+        "  Lines read: {} ({})",
+        count("lines_read"),
+        bytes(count("bytes_read"))
+    );
+    let _ = writeln!(
+        out,
+        "  Records: {} (multi-line {}, lines cut at the maximum size {})",
+        count("records"),
+        count("multiline_groups"),
+        count("truncated")
+    );
+    let _ = writeln!(out, "  Dropped: {}", kinds("dropped"));
+    let _ = writeln!(out, "  Parse failures: {}", kinds("parse_failures"));
 }
 
 fn counters(out: &mut String, status: &SidecarStatus) {

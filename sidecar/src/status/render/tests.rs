@@ -234,6 +234,27 @@ fn the_sampler_and_the_counters() {
 }
 
 #[test]
+fn the_logs_lines_records_and_drops_by_reason() {
+    let mut status = status();
+    status.counters = serde_json::from_value(serde_json::json!({
+        "logs": {"lines_read": 12, "bytes_read": 2048, "records": 9, "multiline_groups": 1,
+                 "truncated": 0, "passthrough_errors": 0,
+                 "dropped": {"rule": 2}, "parse_failures": {"json": 1}},
+    }))
+    .unwrap_or_default();
+    let text = render(&status, NOW);
+    assert_contains(
+        &text,
+        "Logs\n====\n  Lines read: 12 (2.0 KiB)\n  Records: 9 (multi-line 1, lines cut at the \
+         maximum size 0)\n  Dropped: rule 2\n  Parse failures: json 1\n",
+    );
+    assert_contains(
+        &render(&SidecarStatus::default(), NOW),
+        "Logs\n====\n  No app output read yet.\n",
+    );
+}
+
+#[test]
 fn an_empty_sidecar_says_what_is_missing() {
     let text = render(&SidecarStatus::default(), NOW);
     for want in [
