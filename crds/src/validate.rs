@@ -126,6 +126,7 @@ pub fn validate(
     check_integrations(&mut p, spec, dynos);
     check_conf_d(&mut p, spec, dynos);
     check_sinks(&mut p, spec);
+    otlp::check(&mut p, spec);
 
     for (name, over) in &spec.overrides {
         let field = format!("spec.overrides.{name}");
@@ -612,6 +613,9 @@ fn check_url(p: &mut Problems, field: &str, url: &str) {
         p.error(field, format!("{url:?} is not an http:// or https:// URL"));
     }
 }
+
+#[path = "validate/otlp.rs"]
+mod otlp;
 
 #[cfg(test)]
 #[path = "validate/tests.rs"]

@@ -314,6 +314,7 @@ pub fn app_env(
         vars.push(("DD_DOGSTATSD_PORT", config.dogstatsd.port.to_string()));
     }
     vars.retain(|(name, _)| env(name).is_none());
+    vars.extend(crate::receivers::otlp::env::app_env(config, &env));
     vars
 }
 

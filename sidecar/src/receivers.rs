@@ -1,13 +1,15 @@
-//! What the app sends the sidecar: DogStatsD datagrams and Datadog traces.
+//! What the app sends the sidecar: DogStatsD datagrams, Datadog traces, and
+//! OTLP from OpenTelemetry SDKs.
 //!
 //! Each receiver is split as Vector splits its sources: pure decoding
 //! (`dogstatsd::parser`, `trace::decode`) with table tests beside it, and
-//! the socket wiring at the edge (`dogstatsd::server`, `trace::server`).
-//! [`Receivers::start`] binds both before the app starts, so a tracer's
+//! the socket wiring at the edge (`dogstatsd::server`, `trace::server`,
+//! `otlp::server`). [`Receivers::start`] binds them all before the app starts, so a tracer's
 //! first payload finds a listener; [`Receivers::shutdown`] flushes what they
 //! hold into the pipeline once the app is gone.
 
 pub mod dogstatsd;
+pub mod otlp;
 pub mod trace;
 
 use std::sync::Arc;
@@ -52,11 +54,14 @@ impl Receivers {
             status.clone(),
         )
         .await;
+        let otlp =
+            otlp::Receiver::bind(config.clone(), pipe.clone(), stats.clone(), status.clone());
         let mut follow = config.clone();
         follow.mark_unchanged();
         let tasks = vec![
             tokio::spawn(dogstatsd.run(follow.clone(), stopping.clone())),
-            tokio::spawn(traces.run(follow, stopping)),
+            tokio::spawn(traces.run(follow.clone(), stopping.clone())),
+            tokio::spawn(otlp.run(follow, stopping)),
         ];
         Receivers { shutdown, tasks }
     }

@@ -143,7 +143,7 @@ impl BodyBudget {
     }
 
     /// Takes `n` bytes of the budget, now or never.
-    fn charge(&self, n: usize) -> Result<OwnedSemaphorePermit, BodyError> {
+    pub fn charge(&self, n: usize) -> Result<OwnedSemaphorePermit, BodyError> {
         let n = u32::try_from(n).map_err(|_| BodyError::TooLarge(n))?;
         self.bytes
             .clone()

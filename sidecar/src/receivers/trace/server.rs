@@ -58,12 +58,11 @@ use axum::Router;
 use dynoscope_crds::observability::SinkSpec;
 use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::decode;
 use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
-use crate::http_server::{self, WhenFull};
+use crate::http_server::{self, Serving, WhenFull};
 use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
@@ -147,26 +146,6 @@ impl Shared {
         stats.stats_points.add(points.len() as u64);
         if !points.is_empty() {
             self.pipe.send(Telemetry::Points(points));
-        }
-    }
-}
-
-/// A listener being served; dropping the sender closes it.
-#[derive(Debug)]
-struct Serving {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Serving {
-    async fn close(self) {
-        self.stop.send_replace(true);
-        let mut task = self.task;
-        if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
         }
     }
 }
@@ -337,11 +316,11 @@ fn apm_config(config: Option<&DynoConfig>) -> ApmStatsConfig {
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-fn bind_tcp(port: u16) -> io::Result<tokio::net::TcpListener> {
+pub(crate) fn bind_tcp(port: u16) -> io::Result<tokio::net::TcpListener> {
     let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(listener)
@@ -360,7 +339,6 @@ fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
 where
     L: axum::serve::Listener,
 {
-    let (stop, mut stopped) = watch::channel(false);
     let limits = http_server::Limits {
         idle_timeout: shared.limits.idle,
         max_connections: edge::MAX_CONNECTIONS,
@@ -378,13 +356,7 @@ where
             );
         }
     };
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        http_server::serve(listener, router(shared), limits, shutdown, refused).await;
-    });
-    Serving { stop, task }
+    Serving::spawn(listener, router(shared), limits, refused)
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -543,7 +515,7 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
 
 /// Whether a sink that takes spans (all but Prometheus's) has its buffer
 /// [`SINK_BACKLOG`] full.
-fn sinks_backlogged(stats: &Stats) -> bool {
+pub(crate) fn sinks_backlogged(stats: &Stats) -> bool {
     let (num, den) = SINK_BACKLOG;
     stats.sinks.live().iter().any(|sink| {
         let capacity = sink.buffer_capacity.get();
@@ -554,7 +526,7 @@ fn sinks_backlogged(stats: &Stats) -> bool {
 }
 
 /// Whether a chunk is forwarded: no priority, or a positive one.
-fn is_kept(chunk: &TraceChunk) -> bool {
+pub(crate) fn is_kept(chunk: &TraceChunk) -> bool {
     chunk.priority.is_none_or(|p| p > 0)
 }
 
@@ -569,7 +541,7 @@ fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, message: St
 }
 
 /// The media type without parameters, lower case; empty when absent.
-fn media_type(headers: &HeaderMap) -> String {
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
