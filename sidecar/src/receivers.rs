@@ -77,6 +77,42 @@ impl Receivers {
     }
 }
 
+/// Runs a receiver's loop until `shutdown` turns true (or its sender is
+/// gone): `tick` every `every`, `changed` with each new config while its owner lives.
+pub(crate) async fn follow_config<S>(
+    state: &mut S,
+    mut config: watch::Receiver<Option<Arc<DynoConfig>>>,
+    mut shutdown: watch::Receiver<bool>,
+    every: Duration,
+    mut tick: impl FnMut(&mut S),
+    mut changed: impl AsyncFnMut(&mut S, Option<Arc<DynoConfig>>),
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut following = true;
+    loop {
+        tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            _ = interval.tick() => tick(state),
+            result = config.changed(), if following => {
+                if result.is_err() {
+                    // The config's owner is gone: the sidecar is stopping.
+                    following = false;
+                    continue;
+                }
+                let next = config.borrow_and_update().clone();
+                changed(state, next).await;
+            }
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     for task in tasks {
         if let Err(err) = task.await {

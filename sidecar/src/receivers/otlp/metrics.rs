@@ -98,6 +98,22 @@ pub fn convert(request: &ExportMetricsServiceRequest, state: &mut DeltaState) ->
     out
 }
 
+/// A [`Histogram`] of an explicit or exponential data point (their fields have the same names).
+macro_rules! histogram {
+    ($point:expr, $scale:expr, $counts:expr) => {
+        Histogram {
+            scale: $scale,
+            counts: $counts,
+            count: $point.count,
+            sum: $point.sum,
+            min: $point.min,
+            max: $point.max,
+            start: $point.start_time_unix_nano,
+            time: $point.time_unix_nano,
+        }
+    };
+}
+
 /// One metric being converted.
 struct Series<'a> {
     name: &'a str,
@@ -234,16 +250,7 @@ impl Series<'_> {
             .map(|(i, n)| (bucket_key(0, i32::try_from(i).unwrap_or(i32::MAX)), *n))
             .collect();
         let bounds = &point.explicit_bounds;
-        let buckets = Histogram {
-            scale: 0,
-            counts,
-            count: point.count,
-            sum: point.sum,
-            min: point.min,
-            max: point.max,
-            start: point.start_time_unix_nano,
-            time: point.time_unix_nano,
-        };
+        let buckets = histogram!(point, 0, counts);
         let (min, max) = (point.min, point.max);
         self.sketch(
             &point.attributes,
@@ -288,16 +295,7 @@ impl Series<'_> {
         }
         counts.sort_unstable_by_key(|(k, _)| *k);
         let scale = point.scale.clamp(-10, 20);
-        let histogram = Histogram {
-            scale,
-            counts,
-            count: point.count,
-            sum: point.sum,
-            min: point.min,
-            max: point.max,
-            start: point.start_time_unix_nano,
-            time: point.time_unix_nano,
-        };
+        let histogram = histogram!(point, scale, counts);
         let width = (-f64::from(scale)).exp2();
         self.sketch(&point.attributes, histogram, temporality, |key, _, _| {
             let part = key >> 33;

@@ -27,11 +27,11 @@ use super::decode::{decode, decompress, DecodeError, Encoding};
 use super::delta::{DeltaState, MAX_STATE_BYTES};
 use super::{edge, logs, metrics, spans, IN_FLIGHT_BYTES, MAX_DECODED_BYTES, MAX_REQUEST_BYTES};
 use crate::clock::unix_now;
-use crate::http_server::{self, Serving, WhenFull};
+use crate::http_server::Serving;
 use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::receivers::trace::edge::{content_length, read_body, BodyBudget, BodyError, Limits};
-use crate::receivers::trace::server::{bind_tcp, is_kept, media_type, sinks_backlogged, stopped};
+use crate::receivers::trace::server::{bind_tcp, is_kept, media_type, sinks_backlogged};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
 use crate::telemetry::Telemetry;
@@ -62,15 +62,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn flush_stats(&self, all: bool) {
-        let (points, counters) = {
-            let mut apm = lock(&self.apm);
-            let points = if all {
-                apm.flush_all()
-            } else {
-                apm.flush(unix_now())
-            };
-            (points, apm.counters())
-        };
+        let (points, counters) = lock(&self.apm).flush_due(all);
         self.stats.otlp.stats_spans.set(counters.spans_counted);
         self.stats.otlp.stats_points.add(points.len() as u64);
         if !points.is_empty() {
@@ -169,65 +161,47 @@ impl Receiver {
     /// closes the listener and flushes every APM stats bucket.
     pub async fn run(
         mut self,
-        mut config: watch::Receiver<Option<Arc<DynoConfig>>>,
-        mut shutdown: watch::Receiver<bool>,
+        config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut following = true;
-        loop {
-            tokio::select! {
-                biased;
-                () = stopped(&mut shutdown) => break,
-                _ = tick.tick() => self.shared.flush_stats(false),
-                changed = config.changed(), if following => {
-                    if changed.is_err() {
-                        following = false;
-                        continue;
-                    }
-                    let next = config.borrow_and_update().clone();
-                    let port = port_of(next.as_deref());
-                    if port != self.port {
-                        if let Some(old) = self.serving.take() {
-                            old.close().await;
-                        }
-                        self.addr = None;
-                        if self.port.is_some() && port.is_some() {
-                            tracing::warn!(
-                                "the OTLP receiver moves to port {port:?}; the app keeps sending to \
-                                 the OTEL_EXPORTER_OTLP_ENDPOINT it started with until the dyno restarts"
-                            );
-                        }
-                        self.rebind(port);
-                    }
-                }
-            }
-        }
+        crate::receivers::follow_config(
+            &mut self,
+            config,
+            shutdown,
+            FLUSH_EVERY,
+            |receiver| receiver.shared.flush_stats(false),
+            async |receiver, next| receiver.reconfigure(next.as_deref()).await,
+        )
+        .await;
         if let Some(serving) = self.serving.take() {
             serving.close().await;
         }
         self.shared.flush_stats(true);
     }
+
+    async fn reconfigure(&mut self, config: Option<&DynoConfig>) {
+        let port = port_of(config);
+        if port == self.port {
+            return;
+        }
+        if let Some(old) = self.serving.take() {
+            old.close().await;
+        }
+        self.addr = None;
+        if self.port.is_some() && port.is_some() {
+            tracing::warn!(
+                "the OTLP receiver moves to port {port:?}; the app keeps sending to the \
+                 OTEL_EXPORTER_OTLP_ENDPOINT it started with until the dyno restarts"
+            );
+        }
+        self.rebind(port);
+    }
 }
 
 fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> Serving {
-    let limits = http_server::Limits {
-        idle_timeout: shared.limits.idle,
-        max_connections: edge::MAX_CONNECTIONS,
-        when_full: WhenFull::Close,
-        max_buf_bytes: edge::MAX_BUF_BYTES,
-        drain: CLOSE_TIMEOUT,
-    };
+    let limits = shared.limits.http(CLOSE_TIMEOUT);
     let stats = shared.stats.clone();
-    let refused = move || {
-        stats.otlp.connections_refused.inc();
-        if stats.otlp.connections_refused.get() == 1 {
-            tracing::warn!(
-                "OTLP: {} connections open; closing new ones (counted in dynoscope-sidecar status)",
-                edge::MAX_CONNECTIONS
-            );
-        }
-    };
+    let refused = move || edge::refuse_connection(&stats.otlp.connections_refused, "OTLP");
     let router = Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
@@ -318,7 +292,26 @@ struct ReadBody {
     _held: (edge::HeldBody, Option<OwnedSemaphorePermit>),
 }
 
-async fn read(
+/// Reads, charges, gunzips and decodes a request's body; the answer to send when it cannot.
+async fn read<T>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(T, Encoding), Response>
+where
+    T: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    let (body, encoding) = match read_body_of(shared, headers, body).await {
+        Ok(read) => read,
+        Err((refusal, encoding)) => return Err(refuse(shared, refusal, encoding)),
+    };
+    match decode(&body.bytes, encoding) {
+        Ok(request) => Ok((request, encoding)),
+        Err(err) => Err(refuse(shared, err.into(), encoding)),
+    }
+}
+
+async fn read_body_of(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
@@ -399,15 +392,11 @@ async fn read(
 }
 
 async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (body, encoding) = match read(&shared, &headers, body).await {
+    let (request, encoding) = match read::<ExportTraceServiceRequest>(&shared, &headers, body).await
+    {
         Ok(read) => read,
-        Err((refusal, encoding)) => return refuse(&shared, refusal, encoding),
+        Err(refused) => return refused,
     };
-    let request: ExportTraceServiceRequest = match decode(&body.bytes, encoding) {
-        Ok(request) => request,
-        Err(err) => return refuse(&shared, err.into(), encoding),
-    };
-    drop(body);
     match accept_traces(&shared, &request) {
         Ok(rejected) => encoded(
             StatusCode::OK,
@@ -458,15 +447,11 @@ fn accept_traces(shared: &Shared, request: &ExportTraceServiceRequest) -> Result
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (body, encoding) = match read(&shared, &headers, body).await {
-        Ok(read) => read,
-        Err((refusal, encoding)) => return refuse(&shared, refusal, encoding),
-    };
-    let request: ExportMetricsServiceRequest = match decode(&body.bytes, encoding) {
-        Ok(request) => request,
-        Err(err) => return refuse(&shared, err.into(), encoding),
-    };
-    drop(body);
+    let (request, encoding) =
+        match read::<ExportMetricsServiceRequest>(&shared, &headers, body).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
+        };
     let stats = &shared.stats.otlp;
     let converted = {
         let mut deltas = lock(&shared.deltas);
@@ -509,15 +494,11 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
 }
 
 async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (body, encoding) = match read(&shared, &headers, body).await {
+    let (request, encoding) = match read::<ExportLogsServiceRequest>(&shared, &headers, body).await
+    {
         Ok(read) => read,
-        Err((refusal, encoding)) => return refuse(&shared, refusal, encoding),
+        Err(refused) => return refused,
     };
-    let request: ExportLogsServiceRequest = match decode(&body.bytes, encoding) {
-        Ok(request) => request,
-        Err(err) => return refuse(&shared, err.into(), encoding),
-    };
-    drop(body);
     shared.stats.otlp.log_records.add(logs::count(&request));
     if let Some(telemetry) = logs::to_telemetry(&request) {
         if !shared.pipe.send(telemetry) {

@@ -62,7 +62,7 @@ use tokio::sync::watch;
 use super::decode;
 use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
-use crate::http_server::{self, Serving, WhenFull};
+use crate::http_server::Serving;
 use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
@@ -131,15 +131,7 @@ impl Shared {
 
     /// Sends closed (or, when `all`, every) APM stats bucket to the pipeline.
     fn flush_stats(&self, all: bool) {
-        let (points, counters) = {
-            let mut apm = self.apm();
-            let points = if all {
-                apm.flush_all()
-            } else {
-                apm.flush(unix_now())
-            };
-            (points, apm.counters())
-        };
+        let (points, counters) = self.apm().flush_due(all);
         let stats = &self.stats.traces;
         stats.stats_spans.set(counters.spans_counted);
         stats.stats_overflow.set(counters.group_overflow);
@@ -250,28 +242,18 @@ impl Receiver {
     /// closes the listeners and flushes every APM stats bucket.
     pub async fn run(
         mut self,
-        mut config: watch::Receiver<Option<Arc<DynoConfig>>>,
-        mut shutdown: watch::Receiver<bool>,
+        config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut following = true;
-        loop {
-            tokio::select! {
-                biased;
-                () = stopped(&mut shutdown) => break,
-                _ = tick.tick() => self.shared.flush_stats(false),
-                changed = config.changed(), if following => {
-                    if changed.is_err() {
-                        // The config's owner is gone: the sidecar is stopping.
-                        following = false;
-                        continue;
-                    }
-                    let next = config.borrow_and_update().clone();
-                    self.reconfigure(next.as_deref()).await;
-                }
-            }
-        }
+        crate::receivers::follow_config(
+            &mut self,
+            config,
+            shutdown,
+            FLUSH_EVERY,
+            |receiver| receiver.shared.flush_stats(false),
+            async |receiver, next| receiver.reconfigure(next.as_deref()).await,
+        )
+        .await;
         for serving in [self.tcp.take(), self.uds.take()].into_iter().flatten() {
             serving.close().await;
         }
@@ -315,11 +297,6 @@ fn apm_config(config: Option<&DynoConfig>) -> ApmStatsConfig {
     }
 }
 
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 pub(crate) fn bind_tcp(port: u16) -> io::Result<tokio::net::TcpListener> {
     let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     listener.set_nonblocking(true)?;
@@ -339,23 +316,9 @@ fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
 where
     L: axum::serve::Listener,
 {
-    let limits = http_server::Limits {
-        idle_timeout: shared.limits.idle,
-        max_connections: edge::MAX_CONNECTIONS,
-        when_full: WhenFull::Close,
-        max_buf_bytes: edge::MAX_BUF_BYTES,
-        drain: CLOSE_TIMEOUT,
-    };
+    let limits = shared.limits.http(CLOSE_TIMEOUT);
     let stats = shared.stats.clone();
-    let refused = move || {
-        stats.traces.connections_refused.inc();
-        if stats.traces.connections_refused.get() == 1 {
-            tracing::warn!(
-                "traces: {} connections open; closing new ones (counted in dynoscope-sidecar status)",
-                edge::MAX_CONNECTIONS
-            );
-        }
-    };
+    let refused = move || edge::refuse_connection(&stats.traces.connections_refused, "traces");
     Serving::spawn(listener, router(shared), limits, refused)
 }
 
