@@ -50,6 +50,9 @@ pub struct DynoConfig {
     pub apm: ApmConfig,
     /// The DogStatsD receiver.
     pub dogstatsd: DogStatsdConfig,
+    /// The OTLP receiver; absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<crate::otlp::OtlpConfig>,
     /// The memory sampler.
     pub process_metrics: ProcessMetricsConfig,
     /// The integration checks this dyno (and no other) runs.

@@ -4,6 +4,7 @@
 //!
 //! - [`observability`]: the `ObservabilityConfig` custom resource
 //!   (`dynoscope.dev/v1alpha1`), as users write it; optional fields stay optional.
+//! - [`otlp`]: `spec.otlp`, the OTLP receiver, and its part of a DynoConfig.
 //! - [`manifest`]: reads manifests (YAML, several documents a file) into
 //!   resources, refusing unknown fields with their path.
 //! - [`validate`]: semantic checks the schema cannot express; each
@@ -29,6 +30,7 @@ pub mod dyno;
 pub mod logs;
 pub mod manifest;
 pub mod observability;
+pub mod otlp;
 pub mod procfile;
 pub mod render;
 pub mod sidecar_status;

@@ -67,6 +67,10 @@ pub struct ObservabilityConfigSpec {
     /// The DogStatsD receiver. Default: enabled on UDP port 8125.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dogstatsd: Option<DogStatsdSpec>,
+    /// The OTLP receiver (OpenTelemetry SDKs). Default: disabled; when
+    /// enabled, OTLP/HTTP on port 4318.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<crate::otlp::OtlpSpec>,
     /// The dyno memory sampler (cgroup + process tree). Default: enabled, every 20s, log lines on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_metrics: Option<ProcessMetricsSpec>,

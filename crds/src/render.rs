@@ -376,6 +376,7 @@ fn build(
                 dsd.mappings
             },
         },
+        otlp: crate::otlp::OtlpSpec::render(spec.otlp.as_ref()),
         process_metrics: ProcessMetricsConfig {
             enabled: pm.enabled.unwrap_or(true),
             interval: pm.interval.unwrap_or(defaults::SAMPLE_INTERVAL),

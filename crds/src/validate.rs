@@ -130,6 +130,7 @@ pub fn validate(
     check_conf_d(&mut p, spec, dynos);
     check_sinks(&mut p, spec);
     logs::check(&mut p, spec);
+    otlp::check(&mut p, spec);
 
     for (name, over) in &spec.overrides {
         let field = format!("spec.overrides.{name}");
@@ -631,6 +632,8 @@ fn check_url(p: &mut Problems, field: &str, url: &str) {
 #[path = "validate/logs.rs"]
 mod logs;
 pub use logs::takes_logs;
+#[path = "validate/otlp.rs"]
+mod otlp;
 
 #[cfg(test)]
 #[path = "validate/tests.rs"]

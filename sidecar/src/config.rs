@@ -318,6 +318,7 @@ pub fn app_env(
         vars.push(("DD_LOGS_INJECTION", "true".to_owned()));
     }
     vars.retain(|(name, _)| env(name).is_none());
+    vars.extend(crate::receivers::otlp::env::app_env(config, &env));
     vars
 }
 

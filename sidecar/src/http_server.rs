@@ -170,5 +170,48 @@ pub async fn serve<L>(
     // Dropping the set aborts what is left.
 }
 
+/// A listener being served by a task of its own (see [`Serving::spawn`]).
+#[derive(Debug)]
+pub struct Serving {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    drain: Duration,
+}
+
+impl Serving {
+    /// Serves `router` on `listener` in a task of its own until [`close`](Serving::close).
+    pub fn spawn<L>(
+        listener: L,
+        router: Router,
+        limits: Limits,
+        refused: impl Fn() + Send + 'static,
+    ) -> Serving
+    where
+        L: axum::serve::Listener,
+    {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            serve(listener, router, limits, shutdown, refused).await;
+        });
+        Serving {
+            stop,
+            task,
+            drain: limits.drain,
+        }
+    }
+
+    /// Stops accepting; requests in flight get [`Limits::drain`], then their connections are cut.
+    pub async fn close(self) {
+        self.stop.send_replace(true);
+        let mut task = self.task;
+        if tokio::time::timeout(self.drain, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

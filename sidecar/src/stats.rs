@@ -96,6 +96,8 @@ pub struct Stats {
     pub dogstatsd: DogStatsdStats,
     /// The trace receiver: requests, spans, errors, APM stats.
     pub traces: TraceStats,
+    /// The OTLP receiver: requests, spans, data points, log records, errors.
+    pub otlp: OtlpStats,
     /// The sidecar's own stdout and stderr.
     pub output: OutputStats,
     /// The app's stdout and stderr: pass-through and log records.
@@ -334,6 +336,48 @@ pub struct TraceStats {
     pub stats_overflow: Gauge,
     /// Bytes APM stats hold now, against their budget.
     pub stats_bytes: Gauge,
+    /// APM stats points flushed to the pipeline.
+    pub stats_points: Counter,
+}
+
+/// Counters of the OTLP receiver (`crate::receivers::otlp`).
+#[derive(Debug, Default, Serialize)]
+pub struct OtlpStats {
+    /// Requests received (`/v1/traces`, `/v1/metrics`, `/v1/logs`).
+    pub requests: Counter,
+    /// Bytes of their bodies, as sent (compressed).
+    pub bytes: Counter,
+    /// Spans decoded and forwarded (rejected ones not included).
+    pub spans: Counter,
+    /// Trace chunks (one per trace id and request) made of them.
+    pub chunks: Counter,
+    /// Spans rejected: a trace or span id of the wrong length.
+    pub rejected_spans: Counter,
+    /// Metric data points decoded.
+    pub data_points: Counter,
+    /// Data points rejected: no value, or no temporality.
+    pub rejected_data_points: Counter,
+    /// Points (gauges, counts) sent to the pipeline.
+    pub points: Counter,
+    /// Sketches (histograms) sent to the pipeline.
+    pub sketches: Counter,
+    /// Points of new cumulative series dropped because the delta state held its bytes.
+    pub delta_state_full: Counter,
+    /// Cumulative series followed now.
+    pub delta_series: Gauge,
+    /// Bytes the cumulative → delta state holds now.
+    pub delta_state_bytes: Gauge,
+    /// Log records decoded.
+    pub log_records: Counter,
+    /// Requests refused, by reason (`too_large`, `unsupported_media_type`,
+    /// `unsupported_encoding`, `bad_gzip`, `bad_protobuf`, `bad_json`,
+    /// `queue_full`, `in_flight_budget`, `pipeline_budget`, `sink_backlog`,
+    /// `body_timeout`, `incomplete_body`).
+    pub refused: KindCounts,
+    /// Connections closed at once because every slot was taken.
+    pub connections_refused: Counter,
+    /// Spans counted in the OTLP receiver's APM stats.
+    pub stats_spans: Gauge,
     /// APM stats points flushed to the pipeline.
     pub stats_points: Counter,
 }

@@ -193,6 +193,19 @@ fn with_counts(name: &str, listen: &ReceiverStatus, stats: &Stats) -> ReceiverSt
             ];
             (counts.to_vec(), kinds(&t.refused))
         }
+        "otlp" => {
+            let o = &stats.otlp;
+            let counts = [
+                ("requests", o.requests.get()),
+                ("bytes", o.bytes.get()),
+                ("spans", o.spans.get()),
+                ("data_points", o.data_points.get()),
+                ("log_records", o.log_records.get()),
+                ("rejected_spans", o.rejected_spans.get()),
+                ("rejected_data_points", o.rejected_data_points.get()),
+            ];
+            (counts.to_vec(), kinds(&o.refused))
+        }
         _ => (Vec::new(), BTreeMap::new()),
     };
     ReceiverStatus {

@@ -160,6 +160,25 @@ impl DogSketch {
         }
     }
 
+    /// Replaces sum, min and max with exact ones known beside the bins (an
+    /// OTLP histogram's), as the Agent's OTLP translator does: the values
+    /// inserted for its buckets stand for their buckets only. A min or max
+    /// that is not finite is left as inserted.
+    pub fn set_exact(&mut self, sum: Option<f64>, min: Option<f64>, max: Option<f64>) {
+        if self.count == 0 {
+            return;
+        }
+        if let Some(sum) = sum.filter(|s| s.is_finite()) {
+            self.sum = sum;
+        }
+        if let Some(min) = min.filter(|m| m.is_finite()) {
+            self.min = min;
+        }
+        if let Some(max) = max.filter(|m| m.is_finite()) {
+            self.max = max;
+        }
+    }
+
     /// Values added (the Agent's `cnt`).
     pub fn count(&self) -> u64 {
         self.count

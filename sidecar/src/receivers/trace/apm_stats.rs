@@ -349,6 +349,17 @@ impl ApmStats {
         }
         emit(buckets)
     }
+
+    /// The points due now (every point held when `all`, at shutdown) and
+    /// the counters after them: what a receiver's periodic flush sends.
+    pub fn flush_due(&mut self, all: bool) -> (Vec<Point>, ApmStatsCounters) {
+        let points = if all {
+            self.flush_all()
+        } else {
+            self.flush(crate::clock::unix_now())
+        };
+        (points, self.counters())
+    }
 }
 
 /// What every span of a chunk shares for stats.

@@ -84,6 +84,31 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// The limits of a receiver's HTTP listener: this module's connection
+    /// limit and read buffer, these timeouts, `drain` at shutdown.
+    pub fn http(&self, drain: Duration) -> crate::http_server::Limits {
+        crate::http_server::Limits {
+            idle_timeout: self.idle,
+            max_connections: MAX_CONNECTIONS,
+            when_full: crate::http_server::WhenFull::Close,
+            max_buf_bytes: MAX_BUF_BYTES,
+            drain,
+        }
+    }
+}
+
+/// Counts a connection closed because [`MAX_CONNECTIONS`] were open; logs the first.
+pub fn refuse_connection(counter: &crate::stats::Counter, receiver: &str) {
+    counter.inc();
+    if counter.get() == 1 {
+        tracing::warn!(
+            "{receiver}: {MAX_CONNECTIONS} connections open; closing new ones \
+             (counted in dynoscope-sidecar status)"
+        );
+    }
+}
+
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BodyError {
@@ -143,7 +168,7 @@ impl BodyBudget {
     }
 
     /// Takes `n` bytes of the budget, now or never.
-    fn charge(&self, n: usize) -> Result<OwnedSemaphorePermit, BodyError> {
+    pub fn charge(&self, n: usize) -> Result<OwnedSemaphorePermit, BodyError> {
         let n = u32::try_from(n).map_err(|_| BodyError::TooLarge(n))?;
         self.bytes
             .clone()

@@ -58,12 +58,11 @@ use axum::Router;
 use dynoscope_crds::observability::SinkSpec;
 use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::decode;
 use super::edge::{self, content_length, read_body, BodyBudget, BodyError, Limits};
 use crate::clock::unix_now;
-use crate::http_server::{self, WhenFull};
+use crate::http_server::Serving;
 use crate::pipeline::PipelineHandle;
 use crate::receivers::trace::apm_stats::{ApmStats, ApmStatsConfig};
 use crate::stats::Stats;
@@ -132,15 +131,7 @@ impl Shared {
 
     /// Sends closed (or, when `all`, every) APM stats bucket to the pipeline.
     fn flush_stats(&self, all: bool) {
-        let (points, counters) = {
-            let mut apm = self.apm();
-            let points = if all {
-                apm.flush_all()
-            } else {
-                apm.flush(unix_now())
-            };
-            (points, apm.counters())
-        };
+        let (points, counters) = self.apm().flush_due(all);
         let stats = &self.stats.traces;
         stats.stats_spans.set(counters.spans_counted);
         stats.stats_overflow.set(counters.group_overflow);
@@ -148,26 +139,6 @@ impl Shared {
         stats.stats_points.add(points.len() as u64);
         if !points.is_empty() {
             self.pipe.send(Telemetry::Points(points));
-        }
-    }
-}
-
-/// A listener being served; dropping the sender closes it.
-#[derive(Debug)]
-struct Serving {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Serving {
-    async fn close(self) {
-        self.stop.send_replace(true);
-        let mut task = self.task;
-        if tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
         }
     }
 }
@@ -272,28 +243,18 @@ impl Receiver {
     /// closes the listeners and flushes every APM stats bucket.
     pub async fn run(
         mut self,
-        mut config: watch::Receiver<Option<Arc<DynoConfig>>>,
-        mut shutdown: watch::Receiver<bool>,
+        config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut following = true;
-        loop {
-            tokio::select! {
-                biased;
-                () = stopped(&mut shutdown) => break,
-                _ = tick.tick() => self.shared.flush_stats(false),
-                changed = config.changed(), if following => {
-                    if changed.is_err() {
-                        // The config's owner is gone: the sidecar is stopping.
-                        following = false;
-                        continue;
-                    }
-                    let next = config.borrow_and_update().clone();
-                    self.reconfigure(next.as_deref()).await;
-                }
-            }
-        }
+        crate::receivers::follow_config(
+            &mut self,
+            config,
+            shutdown,
+            FLUSH_EVERY,
+            |receiver| receiver.shared.flush_stats(false),
+            async |receiver, next| receiver.reconfigure(next.as_deref()).await,
+        )
+        .await;
         for serving in [self.tcp.take(), self.uds.take()].into_iter().flatten() {
             serving.close().await;
         }
@@ -337,12 +298,7 @@ fn apm_config(config: Option<&DynoConfig>) -> ApmStatsConfig {
     }
 }
 
-/// Resolves once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-fn bind_tcp(port: u16) -> io::Result<tokio::net::TcpListener> {
+pub(crate) fn bind_tcp(port: u16) -> io::Result<tokio::net::TcpListener> {
     let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(listener)
@@ -361,31 +317,10 @@ fn serve<L>(listener: L, shared: Arc<Shared>) -> Serving
 where
     L: axum::serve::Listener,
 {
-    let (stop, mut stopped) = watch::channel(false);
-    let limits = http_server::Limits {
-        idle_timeout: shared.limits.idle,
-        max_connections: edge::MAX_CONNECTIONS,
-        when_full: WhenFull::Close,
-        max_buf_bytes: edge::MAX_BUF_BYTES,
-        drain: CLOSE_TIMEOUT,
-    };
+    let limits = shared.limits.http(CLOSE_TIMEOUT);
     let stats = shared.stats.clone();
-    let refused = move || {
-        stats.traces.connections_refused.inc();
-        if stats.traces.connections_refused.get() == 1 {
-            tracing::warn!(
-                "traces: {} connections open; closing new ones (counted in dynoscope-sidecar status)",
-                edge::MAX_CONNECTIONS
-            );
-        }
-    };
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        http_server::serve(listener, router(shared), limits, shutdown, refused).await;
-    });
-    Serving { stop, task }
+    let refused = move || edge::refuse_connection(&stats.traces.connections_refused, "traces");
+    Serving::spawn(listener, router(shared), limits, refused)
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -545,7 +480,7 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
 /// Whether a sink that takes spans (all but Prometheus's) has its buffer
 /// [`SINK_BACKLOG`] full: its memory, or its disk buffer when it has one
 /// (memory then stays full by design: what does not fit goes to disk).
-fn sinks_backlogged(stats: &Stats) -> bool {
+pub(crate) fn sinks_backlogged(stats: &Stats) -> bool {
     let (num, den) = SINK_BACKLOG;
     stats.sinks.live().iter().any(|sink| {
         let (held, capacity) = if sink.disk.capacity.get() > 0 {
@@ -558,7 +493,7 @@ fn sinks_backlogged(stats: &Stats) -> bool {
 }
 
 /// Whether a chunk is forwarded: no priority, or a positive one.
-fn is_kept(chunk: &TraceChunk) -> bool {
+pub(crate) fn is_kept(chunk: &TraceChunk) -> bool {
     chunk.priority.is_none_or(|p| p > 0)
 }
 
@@ -573,7 +508,7 @@ fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, message: St
 }
 
 /// The media type without parameters, lower case; empty when absent.
-fn media_type(headers: &HeaderMap) -> String {
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
