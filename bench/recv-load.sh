@@ -7,7 +7,7 @@
 # per-second RSS/CPU and counters, a summary per phase and sent vs received.
 #
 # Usage: bench/recv-load.sh [seconds=60] [spans/s=10000] [metrics/s=200000] [down_from] [down_for=30]
-# (honours CARGO_TARGET_DIR; everything listens on 127.0.0.1 only)
+# (honours CARGO_TARGET_DIR and OPERATOR; everything listens on 127.0.0.1 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -15,10 +15,16 @@ source bench/lib.sh
 secs=${1:-60} spans=${2:-10000} metrics=${3:-200000} down_from=${4:-} down_for=${5:-30}
 target=${CARGO_TARGET_DIR:-target}
 
-cargo build --release -q -p dynoscope-sidecar -p dynoscope-operator --bins
+# The operator only renders the config: OPERATOR=<any build of it> saves its
+# release build (kube and k8s-openapi under fat LTO are the slowest part).
+operator=${OPERATOR:-}
+if [ -z "$operator" ]; then
+  cargo build --release -q -p dynoscope-operator --bins
+  operator="$target/release/dynoscope-operator"
+fi
+cargo build --release -q -p dynoscope-sidecar --bins
 cargo build --release -q -p dynoscope-sidecar --example recv_load
 sidecar="$target/release/dynoscope-sidecar"
-operator="$target/release/dynoscope-operator"
 load="$target/release/examples/recv_load"
 
 tmp=$(mktemp -d)
