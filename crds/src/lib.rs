@@ -15,11 +15,13 @@
 //! - [`value`], [`duration`]: secret references and `20s`-style durations.
 //! - [`sidecar_status`]: the sidecar's `/status` document (the sidecar → people
 //!   and operator contract) and the one client that reads it.
+//! - [`console`]: what a sidecar's `console` sink posts to the operator's console.
 //!
 //! Data flows manifest text → [`manifest`] → [`render`] (which runs
 //! [`validate`]) → `DynoConfig` YAML, which the sidecar reads back with
 //! [`dyno::DynoConfig::from_yaml`].
 
+pub mod console;
 pub mod defaults;
 pub mod duration;
 pub mod dyno;

@@ -9,6 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::console::ConsoleSinkSpec;
 use crate::duration::HumanDuration;
 use crate::value::ValueSource;
 
@@ -310,6 +311,9 @@ pub enum SinkSpec {
         #[serde(rename = "bufferBytes", skip_serializing_if = "Option::is_none")]
         buffer_bytes: Option<i64>,
     },
+    /// The local console (`up`'s, or the compose operator's): the formation's
+    /// memory, APM stats, traces and checks, best effort (see [`crate::console`]).
+    Console(ConsoleSinkSpec),
 }
 
 // The schema of `SinkSpec` as Kubernetes needs it: one flat object (a
@@ -321,14 +325,15 @@ pub enum SinkSpec {
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SinkSchema {
-    /// `datadog`, `prometheus`, `otlp`, `stdout` or `jsonl`.
+    /// `datadog`, `prometheus`, `otlp`, `stdout`, `jsonl` or `console`.
     #[serde(rename = "type")]
     type_: SinkType,
     /// datadog: Datadog site. Default: `datadoghq.com`.
     site: Option<String>,
     /// datadog: the API key, `{fromEnv: DD_API_KEY}` or a `secretKeyRef`, never a literal.
     api_key: Option<ValueSource>,
-    /// datadog: send here instead of the site's hosts; otlp: the collector's base URL.
+    /// datadog: send here instead of the site's hosts; otlp: the collector's
+    /// base URL; console: the console's base URL.
     endpoint: Option<String>,
     /// datadog, jsonl: buffer in bytes before the oldest data is dropped, at
     /// least 65536. Default: 8388608 (8 MiB).
@@ -356,15 +361,17 @@ enum SinkType {
     Otlp,
     Stdout,
     Jsonl,
+    Console,
 }
 
 impl SinkType {
-    const ALL: [SinkType; 5] = [
+    const ALL: [SinkType; 6] = [
         SinkType::Datadog,
         SinkType::Prometheus,
         SinkType::Otlp,
         SinkType::Stdout,
         SinkType::Jsonl,
+        SinkType::Console,
     ];
 
     fn as_str(self) -> &'static str {
@@ -374,6 +381,7 @@ impl SinkType {
             SinkType::Otlp => "otlp",
             SinkType::Stdout => "stdout",
             SinkType::Jsonl => "jsonl",
+            SinkType::Console => "console",
         }
     }
 
@@ -385,6 +393,7 @@ impl SinkType {
             SinkType::Otlp => &["endpoint", "headers"],
             SinkType::Stdout => &[],
             SinkType::Jsonl => &["path", "maxBytes", "maxFiles", "bufferBytes"],
+            SinkType::Console => &["endpoint"],
         }
     }
 }
@@ -479,6 +488,11 @@ impl TryFrom<SinkSchema> for SinkSpec {
                 max_files: f.max_files,
                 buffer_bytes: f.buffer_bytes,
             },
+            SinkType::Console => SinkSpec::Console(ConsoleSinkSpec {
+                endpoint: f
+                    .endpoint
+                    .ok_or_else(|| missing("endpoint", "http://127.0.0.1:5050"))?,
+            }),
         })
     }
 }
@@ -593,6 +607,7 @@ impl SinkSpec {
             SinkSpec::Otlp { .. } => "otlp",
             SinkSpec::Stdout {} => "stdout",
             SinkSpec::Jsonl { .. } => "jsonl",
+            SinkSpec::Console(_) => "console",
         }
     }
 }

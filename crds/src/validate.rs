@@ -551,6 +551,7 @@ fn check_sinks(p: &mut Problems, spec: &ObservabilityConfigSpec) {
                 }
             }
             SinkSpec::Stdout {} => {}
+            SinkSpec::Console(console) => console::check(p, &field, console),
             SinkSpec::Jsonl {
                 path,
                 max_bytes,
@@ -612,6 +613,9 @@ fn check_url(p: &mut Problems, field: &str, url: &str) {
         p.error(field, format!("{url:?} is not an http:// or https:// URL"));
     }
 }
+
+#[path = "validate/console.rs"]
+mod console;
 
 #[cfg(test)]
 #[path = "validate/tests.rs"]
