@@ -41,6 +41,9 @@ ensure_test_prerequisites() {
   ensure_apt postgresql redis-server memcached sasl2-bin libsasl2-modules openssl
   # The Prometheus sink's tests run a real Prometheus (tests/src/intake.rs).
   ensure_apt prometheus
+  # The console's test drives Debian's chromium headless through its
+  # chromedriver (tests/console_browser.py); no browser is downloaded.
+  ensure_apt chromium chromium-driver
   ensure_venv
 }
 

@@ -148,3 +148,14 @@ pub struct RouterRequest {
     /// `H12`, … for errors.
     pub code: Option<String>,
 }
+
+/// Which metrics a `stdout` sink prints (`{type: stdout, metrics: all}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StdoutMetrics {
+    /// Every point and sketch, every 10 s, as l2met lines (Heroku's log drains read them).
+    All,
+    /// None: under `up` the console shows them, and the terminal keeps the
+    /// app's lines, the platform's and the errors.
+    None,
+}

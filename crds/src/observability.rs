@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::console::ConsoleSinkSpec;
+use crate::console::{ConsoleSinkSpec, StdoutMetrics};
 use crate::duration::HumanDuration;
 use crate::value::ValueSource;
 
@@ -291,7 +291,12 @@ pub enum SinkSpec {
         headers: BTreeMap<String, ValueSource>,
     },
     /// Heroku-style log lines (`count#`, `measure#`, `sample#`) on stdout.
-    Stdout {},
+    Stdout {
+        /// `all` prints every point every 10 s; `none` prints none. Default:
+        /// `all`, but `none` under `up`, whose console shows them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metrics: Option<StdoutMetrics>,
+    },
     /// Every point, span, event and service check as one JSON object a line.
     Jsonl {
         /// File to append to.
@@ -351,6 +356,9 @@ struct SinkSchema {
     max_bytes: Option<i64>,
     /// jsonl: rotated files kept (`path.1` … `path.N`), 1 to 1000. Default: 5.
     max_files: Option<i64>,
+    /// stdout: `all` prints every metric point every 10 s, `none` none.
+    /// Default: `all`; `none` under `up`, whose console shows them.
+    metrics: Option<StdoutMetrics>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -391,7 +399,7 @@ impl SinkType {
             SinkType::Datadog => &["site", "apiKey", "endpoint", "bufferBytes"],
             SinkType::Prometheus => &["listen", "remoteWrite"],
             SinkType::Otlp => &["endpoint", "headers"],
-            SinkType::Stdout => &[],
+            SinkType::Stdout => &["metrics"],
             SinkType::Jsonl => &["path", "maxBytes", "maxFiles", "bufferBytes"],
             SinkType::Console => &["endpoint"],
         }
@@ -439,6 +447,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
             ("path", f.path.is_some()),
             ("maxBytes", f.max_bytes.is_some()),
             ("maxFiles", f.max_files.is_some()),
+            ("metrics", f.metrics.is_some()),
         ];
         if let Some(&(field, _)) = set
             .iter()
@@ -479,7 +488,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
                     .ok_or_else(|| missing("endpoint", "http://collector:4318"))?,
                 headers: f.headers.unwrap_or_default(),
             },
-            SinkType::Stdout => SinkSpec::Stdout {},
+            SinkType::Stdout => SinkSpec::Stdout { metrics: f.metrics },
             SinkType::Jsonl => SinkSpec::Jsonl {
                 path: f
                     .path
@@ -605,7 +614,7 @@ impl SinkSpec {
             SinkSpec::Datadog { .. } => "datadog",
             SinkSpec::Prometheus { .. } => "prometheus",
             SinkSpec::Otlp { .. } => "otlp",
-            SinkSpec::Stdout {} => "stdout",
+            SinkSpec::Stdout { .. } => "stdout",
             SinkSpec::Jsonl { .. } => "jsonl",
             SinkSpec::Console(_) => "console",
         }

@@ -306,7 +306,7 @@ fn build(
         .map(|c| c.path.clone());
 
     let sinks = if spec.sinks.is_empty() {
-        vec![SinkSpec::Stdout {}]
+        vec![SinkSpec::Stdout { metrics: None }]
     } else {
         spec.sinks.iter().map(sink_with_defaults).collect()
     };

@@ -550,7 +550,7 @@ fn check_sinks(p: &mut Problems, spec: &ObservabilityConfigSpec) {
                     }
                 }
             }
-            SinkSpec::Stdout {} => {}
+            SinkSpec::Stdout { .. } => {}
             SinkSpec::Console(console) => console::check(p, &field, console),
             SinkSpec::Jsonl {
                 path,

@@ -221,20 +221,31 @@ pub fn run_alone(addr: std::net::SocketAddr) -> std::io::Result<()> {
 }
 
 /// Adds a `console` sink posting to `endpoint` to every dyno of `rendered`
-/// that runs sinks, and re-seals its hash (`up` does this for every dyno).
+/// that runs sinks, makes their `stdout` sinks print no metrics unless the
+/// manifest says `metrics: all`, and re-seals each hash (`up` does this).
 pub fn add_sink(rendered: &mut dynoscope_crds::render::Rendered, endpoint: &str) {
-    use dynoscope_crds::console::ConsoleSinkSpec;
+    use dynoscope_crds::console::{ConsoleSinkSpec, StdoutMetrics};
     use dynoscope_crds::observability::SinkSpec;
-    for config in &mut rendered.dynos {
+    for config in rendered.dynos.iter_mut().filter(|c| c.enabled) {
         let present = config
             .sinks
             .iter()
             .any(|s| matches!(s, SinkSpec::Console(_)));
-        if config.enabled && !present {
+        if !present {
             config.sinks.push(SinkSpec::Console(ConsoleSinkSpec {
                 endpoint: endpoint.to_owned(),
             }));
-            *config = config.clone().seal();
         }
+        // The console shows the metrics: the terminal keeps the app's lines,
+        // unless the manifest asks for them (`metrics: all`).
+        for sink in &mut config.sinks {
+            if let SinkSpec::Stdout {
+                metrics: metrics @ None,
+            } = sink
+            {
+                *metrics = Some(StdoutMetrics::None);
+            }
+        }
+        *config = config.clone().seal();
     }
 }

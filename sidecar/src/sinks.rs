@@ -34,6 +34,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod stdout;
 
+use dynoscope_crds::console::StdoutMetrics;
 use dynoscope_crds::observability::SinkSpec;
 
 use crate::config::PipelineConfig;
@@ -197,7 +198,7 @@ pub fn own_config(spec: &SinkSpec, config: &PipelineConfig) -> OwnConfig {
         tags: None,
     };
     match spec {
-        SinkSpec::Stdout {} => own.dyno = Some(config.dyno.clone()),
+        SinkSpec::Stdout { .. } => own.dyno = Some(config.dyno.clone()),
         SinkSpec::Jsonl { .. } => own.hostname = Some(config.hostname.clone()),
         SinkSpec::Datadog { .. } => {
             own.hostname = Some(config.hostname.clone());
@@ -237,7 +238,7 @@ pub fn destination(spec: &SinkSpec) -> String {
             remote_write.as_deref().unwrap_or("-")
         ),
         SinkSpec::Jsonl { path, .. } => format!("jsonl {path}"),
-        SinkSpec::Stdout {} => "stdout".to_owned(),
+        SinkSpec::Stdout { .. } => "stdout".to_owned(),
         SinkSpec::Console(console) => format!("console {}", console.endpoint),
     }
 }
@@ -249,7 +250,10 @@ pub fn build(
     registry: &SinkRegistry,
 ) -> Result<Box<dyn Sink>, BuildError> {
     match spec {
-        SinkSpec::Stdout {} => Ok(Box::new(stdout::StdoutSink::new(&config.dyno))),
+        SinkSpec::Stdout { metrics } => Ok(Box::new(stdout::StdoutSink::new(
+            &config.dyno,
+            *metrics != Some(StdoutMetrics::None),
+        ))),
         SinkSpec::Jsonl {
             path,
             max_bytes,
@@ -342,7 +346,7 @@ pub fn build_network(
                 registry,
             )?))
         }
-        SinkSpec::Stdout {} | SinkSpec::Jsonl { .. } | SinkSpec::Console(_) => {
+        SinkSpec::Stdout { .. } | SinkSpec::Jsonl { .. } | SinkSpec::Console(_) => {
             Err(BuildError::NotNetwork {
                 sink: destination(spec),
             })

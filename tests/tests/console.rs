@@ -73,17 +73,29 @@ fn the_console_shows_the_shops_dynos_memory_traces_and_an_r14_in_a_real_browser(
     let (jsonl, _) = dynoscope_tests::shop::copy(app.path(), "2s");
     let console = dynoscope_tests::servers::free_port();
     let path = dynoscope_tests::shop::path_with_python();
-    let up = Command::new(bin("dynoscope-operator"))
+    let mut up = Command::new(bin("dynoscope-operator"))
         .arg("up")
         .arg(app.path())
         .args(["--port", "16600", "--agent-port", "27600"])
         .args(["--console", &format!("127.0.0.1:{console}")])
         .env("PATH", path)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map(Stop)
         .unwrap();
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = output.clone();
+    let stdout = up.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.lock().unwrap().push(line);
+        }
+    });
 
     // Three dynos with three memory slots each (10 s slots: about 30 s), and a trace.
     wait_for(
@@ -182,6 +194,23 @@ fn the_console_shows_the_shops_dynos_memory_traces_and_an_r14_in_a_real_browser(
     assert!(
         page["distinct"].as_u64().unwrap() > 64,
         "the screenshot looks blank: {page}"
+    );
+    // The terminal keeps the app's and the platform's lines, and prints the
+    // console's address; the metrics went to the console, not to stdout.
+    let output = output.lock().unwrap().clone();
+    assert!(output
+        .iter()
+        .any(|l| l.contains(&format!("console on http://127.0.0.1:{console}"))));
+    assert!(output
+        .iter()
+        .any(|l| l.contains("web.1") && l.contains("at=info method=GET")));
+    let metric_lines: Vec<&String> = output
+        .iter()
+        .filter(|l| ["count#", "measure#"].iter().any(|m| l.contains(m)))
+        .collect();
+    assert!(
+        metric_lines.is_empty(),
+        "metric lines under up: {metric_lines:?}"
     );
     // The README's picture; committed when it changes.
     let target = dynoscope_tests::repo_root().join("docs/console.png");
