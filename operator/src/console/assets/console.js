@@ -132,7 +132,7 @@ async function showTrace(id) {
     html += `<div class="span-row${s.error ? " error" : ""}" data-span-id="${esc(s.span_id)}" data-parent-id="${esc(s.parent_id)}">
       <div class="label" style="padding-left:${depth[s.span_id] * 12}px" title="${esc(s.name)} ${esc(s.resource)}">${esc(s.service)} · ${esc(s.name)} <small>${esc(s.resource)}</small></div>
       <div class="track"><div class="bar" style="left:${left}%;width:${width}%" title="${ms(s.duration)}"></div></div></div>
-      <div class="span-detail" data-detail-of="${esc(s.span_id)}">${message}${stack}<p>span ${esc(s.span_id)} · ${ms(s.duration)} · type ${esc(s.type)}</p><table>${tags}</table></div>`;
+      <div class="span-detail" data-detail-of="${esc(s.span_id)}">${message}${stack}<p>span ${esc(s.span_id)} · ${ms(s.duration)} · type ${esc(s.type)} · <a href="#logs" data-logs-of="${esc(s.trace_id)}">its trace's logs</a></p><table>${tags}</table></div>`;
   }
   $("#waterfall").innerHTML = html;
   if (lastState) drawTraces(lastState);
@@ -141,7 +141,8 @@ async function showTrace(id) {
 function drawLogs(state) {
   const f = Object.fromEntries(new FormData($("#log-filter")));
   const lines = state.logs.filter(({ dyno, log }) =>
-    (!f.dyno || dyno === f.dyno) && (!f.status || String(log.status ?? "") === f.status) && (!f.text || log.message.includes(f.text)));
+    (!f.dyno || dyno === f.dyno) && (!f.status || String(log.status ?? "") === f.status) &&
+    (!f.text || log.message.includes(f.text)) && (!f.trace || log.trace_id === f.trace));
   if (!state.logs.length) {
     $("#logs .body").innerHTML = empty("No log records yet: the app's lines appear here, linked to their traces, once the sidecars send log records.");
     return;
@@ -199,6 +200,11 @@ document.addEventListener("click", (e) => {
   if (row) return showTrace(row.dataset.trace);
   const link = e.target.closest("[data-trace-link]");
   if (link) { e.preventDefault(); return showTrace(link.dataset.traceLink); }
+  const logs = e.target.closest("[data-logs-of]");
+  if (logs) {
+    $('#log-filter input[name="trace"]').value = logs.dataset.logsOf;
+    return lastState && drawLogs(lastState);
+  }
   const span = e.target.closest(".span-row");
   if (span) $(`.span-detail[data-detail-of="${span.dataset.spanId}"]`).classList.toggle("open");
 });
