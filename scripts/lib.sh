@@ -43,6 +43,9 @@ ensure_test_prerequisites() {
   ensure_apt prometheus
   # The sketch test decodes with a decoder protoc builds from tests/proto.
   ensure_apt protobuf-compiler
+  # The console's test drives Debian's chromium headless through its
+  # chromedriver (tests/console_browser.py); no browser is downloaded.
+  ensure_apt chromium chromium-driver
   ensure_venv
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: the sample app's formation (examples/shop: web=2, worker=1),
-# every dyno under its sidecar, like `heroku local`. Telemetry shows on
-# screen (Heroku log lines) and in /tmp/dynoscope-shop.jsonl. Ctrl-C stops it.
+# every dyno under its sidecar, like `heroku local`. The console
+# (http://127.0.0.1:5050) shows memory, APM stats and traces; the terminal the
+# app's and the platform's lines; /tmp/dynoscope-shop.jsonl everything. Ctrl-C stops it.
 # Arguments go to `dynoscope-operator up`, e.g. `scripts/up.sh --formation web=1`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

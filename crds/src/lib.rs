@@ -18,12 +18,14 @@
 //!   durations, sink buffers with `8Mi`-style sizes.
 //! - [`sidecar_status`]: the sidecar's `/status` document (the sidecar → people
 //!   and operator contract) and the one client that reads it.
+//! - [`console`]: what a sidecar's `console` sink posts to the operator's console.
 //!
 //! Data flows manifest text → [`manifest`] → [`render`] (which runs
 //! [`validate`]) → `DynoConfig` YAML, which the sidecar reads back with
 //! [`dyno::DynoConfig::from_yaml`].
 
 pub mod buffer;
+pub mod console;
 pub mod defaults;
 pub mod duration;
 pub mod dyno;

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::buffer::BufferSpec;
+use crate::console::{ConsoleSinkSpec, StdoutMetrics};
 use crate::duration::HumanDuration;
 use crate::value::ValueSource;
 
@@ -304,7 +305,12 @@ pub enum SinkSpec {
         buffer: Option<BufferSpec>,
     },
     /// Heroku-style log lines (`count#`, `measure#`, `sample#`) on stdout.
-    Stdout {},
+    Stdout {
+        /// `all` prints every point every 10 s; `none` prints none. Default:
+        /// `all`, but `none` under `up`, whose console shows them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metrics: Option<StdoutMetrics>,
+    },
     /// Every point, span, event and service check as one JSON object a line.
     Jsonl {
         /// File to append to.
@@ -324,6 +330,9 @@ pub enum SinkSpec {
         #[serde(rename = "bufferBytes", skip_serializing_if = "Option::is_none")]
         buffer_bytes: Option<i64>,
     },
+    /// The local console (`up`'s, or the compose operator's): the formation's
+    /// memory, APM stats, traces and checks, best effort (see [`crate::console`]).
+    Console(ConsoleSinkSpec),
 }
 
 // The schema of `SinkSpec` as Kubernetes needs it: one flat object (a
@@ -335,14 +344,15 @@ pub enum SinkSpec {
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SinkSchema {
-    /// `datadog`, `prometheus`, `otlp`, `stdout` or `jsonl`.
+    /// `datadog`, `prometheus`, `otlp`, `stdout`, `jsonl` or `console`.
     #[serde(rename = "type")]
     type_: SinkType,
     /// datadog: Datadog site. Default: `datadoghq.com`.
     site: Option<String>,
     /// datadog: the API key, `{fromEnv: DD_API_KEY}` or a `secretKeyRef`, never a literal.
     api_key: Option<ValueSource>,
-    /// datadog: send here instead of the site's hosts; otlp: the collector's base URL.
+    /// datadog: send here instead of the site's hosts; otlp: the collector's
+    /// base URL; console: the console's base URL.
     endpoint: Option<String>,
     /// datadog, jsonl: buffer in bytes before the oldest data is dropped, at
     /// least 65536. Default: 8388608 (8 MiB).
@@ -362,6 +372,9 @@ struct SinkSchema {
     max_bytes: Option<i64>,
     /// jsonl: rotated files kept (`path.1` … `path.N`), 1 to 1000. Default: 5.
     max_files: Option<i64>,
+    /// stdout: `all` prints every metric point every 10 s, `none` none.
+    /// Default: `all`; `none` under `up`, whose console shows them.
+    metrics: Option<StdoutMetrics>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -372,15 +385,17 @@ enum SinkType {
     Otlp,
     Stdout,
     Jsonl,
+    Console,
 }
 
 impl SinkType {
-    const ALL: [SinkType; 5] = [
+    const ALL: [SinkType; 6] = [
         SinkType::Datadog,
         SinkType::Prometheus,
         SinkType::Otlp,
         SinkType::Stdout,
         SinkType::Jsonl,
+        SinkType::Console,
     ];
 
     fn as_str(self) -> &'static str {
@@ -390,6 +405,7 @@ impl SinkType {
             SinkType::Otlp => "otlp",
             SinkType::Stdout => "stdout",
             SinkType::Jsonl => "jsonl",
+            SinkType::Console => "console",
         }
     }
 
@@ -399,8 +415,9 @@ impl SinkType {
             SinkType::Datadog => &["site", "apiKey", "endpoint", "bufferBytes", "buffer"],
             SinkType::Prometheus => &["listen", "remoteWrite"],
             SinkType::Otlp => &["endpoint", "headers", "buffer"],
-            SinkType::Stdout => &[],
+            SinkType::Stdout => &["metrics"],
             SinkType::Jsonl => &["path", "maxBytes", "maxFiles", "bufferBytes"],
+            SinkType::Console => &["endpoint"],
         }
     }
 }
@@ -447,6 +464,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
             ("path", f.path.is_some()),
             ("maxBytes", f.max_bytes.is_some()),
             ("maxFiles", f.max_files.is_some()),
+            ("metrics", f.metrics.is_some()),
         ];
         if let Some(&(field, _)) = set
             .iter()
@@ -489,7 +507,7 @@ impl TryFrom<SinkSchema> for SinkSpec {
                 headers: f.headers.unwrap_or_default(),
                 buffer: f.buffer,
             },
-            SinkType::Stdout => SinkSpec::Stdout {},
+            SinkType::Stdout => SinkSpec::Stdout { metrics: f.metrics },
             SinkType::Jsonl => SinkSpec::Jsonl {
                 path: f
                     .path
@@ -498,6 +516,11 @@ impl TryFrom<SinkSchema> for SinkSpec {
                 max_files: f.max_files,
                 buffer_bytes: f.buffer_bytes,
             },
+            SinkType::Console => SinkSpec::Console(ConsoleSinkSpec {
+                endpoint: f
+                    .endpoint
+                    .ok_or_else(|| missing("endpoint", "http://127.0.0.1:5050"))?,
+            }),
         })
     }
 }
@@ -613,8 +636,9 @@ impl SinkSpec {
             SinkSpec::Datadog { .. } => "datadog",
             SinkSpec::Prometheus { .. } => "prometheus",
             SinkSpec::Otlp { .. } => "otlp",
-            SinkSpec::Stdout {} => "stdout",
+            SinkSpec::Stdout { .. } => "stdout",
             SinkSpec::Jsonl { .. } => "jsonl",
+            SinkSpec::Console(_) => "console",
         }
     }
 }

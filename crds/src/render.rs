@@ -310,7 +310,7 @@ fn build(
             .render(&service);
 
     let sinks = if spec.sinks.is_empty() {
-        vec![SinkSpec::Stdout {}]
+        vec![SinkSpec::Stdout { metrics: None }]
     } else {
         spec.sinks.iter().map(sink_with_defaults).collect()
     };

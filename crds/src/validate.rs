@@ -566,7 +566,8 @@ fn check_sinks(p: &mut Problems, spec: &ObservabilityConfigSpec) {
                     }
                 }
             }
-            SinkSpec::Stdout {} => {}
+            SinkSpec::Stdout { .. } => {}
+            SinkSpec::Console(console) => console::check(p, &field, console),
             SinkSpec::Jsonl {
                 path,
                 max_bytes,
@@ -632,6 +633,8 @@ fn check_url(p: &mut Problems, field: &str, url: &str) {
 #[path = "validate/logs.rs"]
 mod logs;
 pub use logs::takes_logs;
+#[path = "validate/console.rs"]
+mod console;
 #[path = "validate/otlp.rs"]
 mod otlp;
 

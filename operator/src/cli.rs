@@ -109,6 +109,18 @@ pub enum Command {
         /// Unit of the crash back-off: restarts after 0, 1, 2, 3, 9, 16 units (Heroku's shape).
         #[arg(long, default_value = "1s")]
         backoff: dynoscope_crds::duration::HumanDuration,
+        /// Where the console listens (one live page: dynos, memory, APM stats, traces, checks, sinks).
+        #[arg(long, default_value = crate::console::DEFAULT_ADDR)]
+        console: std::net::SocketAddr,
+        /// Run without the console (and without the dynos' console sinks).
+        #[arg(long)]
+        no_console: bool,
+    },
+    /// Serve the console alone, fed by the dynos' `console` sinks (compose's `console` service).
+    Console {
+        /// Where it listens.
+        #[arg(long, default_value = crate::console::DEFAULT_ADDR)]
+        listen: std::net::SocketAddr,
     },
     /// Show every dyno of a running `up`: state, pid, restarts, config, memory, telemetry.
     Status {
@@ -178,6 +190,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state,
             sidecar,
             backoff,
+            console,
+            no_console,
         } => {
             // Dynos run in the app directory: the paths they are given must not
             // be relative to ours.
@@ -192,7 +206,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 agent_port,
                 state_dir,
                 backoff: backoff.get(),
+                console: (!no_console).then_some(console),
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Console { listen } => {
+            crate::console::run_alone(listen)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { app_dir, state } => {
@@ -318,6 +337,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 formation,
                 heroku_app_name: heroku_app_name(),
                 local_agent_port: None,
+                console_endpoint: None,
             });
             if once {
                 let report = reconciler.reconcile()?;

@@ -52,6 +52,8 @@ pub struct Options {
     pub heroku_app_name: Option<String>,
     /// Dynos share one host (`up`): give each ten listener ports from this one.
     pub local_agent_port: Option<u16>,
+    /// `up`'s console: every dyno gets a `console` sink posting there.
+    pub console_endpoint: Option<String>,
 }
 
 /// What one reconcile did, for the log.
@@ -223,6 +225,9 @@ impl FileReconciler {
             Ok(mut rendered) => {
                 if let Some(base) = self.options.local_agent_port {
                     crate::up::ports::assign(&mut rendered, base);
+                }
+                if let Some(endpoint) = &self.options.console_endpoint {
+                    crate::console::add_sink(&mut rendered, endpoint);
                 }
                 rendered
             }

@@ -12,6 +12,8 @@
 //! - [`watch`]: re-runs the reconcile on every change of the directory, debounced.
 //! - [`apply`]: `apply` / `delete` into a manifest directory, as kubectl answers.
 //! - [`up`]: the local dyno manager (`heroku local` with a sidecar per dyno).
+//! - [`console`]: the local console `up` serves: the formation, APM stats,
+//!   traces, checks and sinks in a browser, fed by each dyno's `console` sink.
 //! - [`fs`]: atomic writes, and removing what an interrupted one left.
 //! - [`signals`]: SIGINT/SIGTERM for the long-running commands (`watch`, `up`).
 //! - [`kube`]: Kubernetes mode, a kube-rs controller: ObservabilityConfig →
@@ -23,6 +25,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod console;
 pub mod files;
 pub mod fs;
 pub mod kube;

@@ -9,6 +9,7 @@
 //! it; Ctrl-C / SIGTERM stops every dyno with SIGTERM, then SIGKILL after the
 //! grace period.
 
+mod console;
 mod dyno;
 pub mod output;
 mod plan;
@@ -56,6 +57,8 @@ pub struct UpOptions {
     pub sidecar: PathBuf,
     /// The unit of the crash back-off. Default: 1s.
     pub backoff: Duration,
+    /// Where the console listens; `None` runs without one. Default: 127.0.0.1:5050.
+    pub console: Option<std::net::SocketAddr>,
 }
 
 /// Why `up` could not start.
@@ -147,6 +150,8 @@ struct Up {
     tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     output: Output,
+    /// The console, when it could listen.
+    console: Option<crate::console::Console>,
 }
 
 impl Up {
@@ -158,6 +163,7 @@ impl Up {
         }
         let manifest = options.app_dir.join(MANIFEST);
         let rendered_dir = options.state_dir.join("rendered");
+        let (console, console_endpoint, console_message) = console::start(options.console);
         let mut reconciler = FileReconciler::new(Options {
             manifests: manifest.clone(),
             out: rendered_dir.clone(),
@@ -165,6 +171,7 @@ impl Up {
             formation: options.formation.clone(),
             heroku_app_name: None,
             local_agent_port: Some(options.agent_port),
+            console_endpoint,
         });
         let report = reconciler.reconcile()?;
         if !report.errors.is_empty() {
@@ -184,6 +191,7 @@ impl Up {
                 .unwrap_or(16)
                 + 9,
         );
+        output.system("dynoscope", &console_message);
         let mut dynos = Vec::new();
         sync_dynos(&mut dynos, &plan);
         let (tx, events) = mpsc::channel();
@@ -201,6 +209,7 @@ impl Up {
             tx,
             events,
             output,
+            console,
         })
     }
 
@@ -261,12 +270,15 @@ impl Up {
     /// returns whether the formation is stopping and every dyno is down.
     fn record_state(&mut self) -> Result<bool, UpError> {
         self.dynos.retain(|d| d.wanted || d.running.is_some());
-        write_state(
+        let state = write_state(
             &self.state_path,
             &self.plan,
             &self.dynos,
             self.stopping.is_some(),
         )?;
+        if let Some(console) = &self.console {
+            console.set_formation(&state.dynos);
+        }
         Ok(self.stopping.is_some() && self.dynos.iter().all(|d| d.running.is_none()))
     }
 
@@ -410,7 +422,13 @@ impl Up {
     }
 }
 
-fn write_state(path: &Path, plan: &Plan, dynos: &[Dyno], stopping: bool) -> Result<(), UpError> {
+fn write_state(
+    path: &Path,
+    plan: &Plan,
+    dynos: &[Dyno],
+    stopping: bool,
+) -> Result<UpState, UpError> {
+    let now = jiff::Timestamp::now().as_second();
     let state = UpState {
         pid: std::process::id(),
         stopping,
@@ -436,13 +454,18 @@ fn write_state(path: &Path, plan: &Plan, dynos: &[Dyno], stopping: bool) -> Resu
                         .map(|(_, c)| c.config_hash.clone())
                         .unwrap_or_default(),
                     admin_port: config.map(|(_, c)| c.admin_port).unwrap_or(0),
+                    started: d
+                        .running
+                        .as_ref()
+                        .and(d.started_at)
+                        .map(|t| now - t.elapsed().as_secs() as i64),
                 }
             })
             .collect(),
     };
     let text = serde_json::to_string_pretty(&state).unwrap_or_default();
     crate::fs::write_if_changed(path, text.as_bytes(), 0o644)
-        .map(|_| ())
+        .map(|_| state)
         .map_err(|source| UpError::State {
             path: path.to_owned(),
             source,

@@ -4,6 +4,8 @@
 //! - [`jsonl`]: every point, span, event and service check as one JSON object a
 //!   line; its `write` only queues too: a thread of its own appends the bounded
 //!   queue to the file and rotates the file by size.
+//! - [`console`]: the local console's feed (`up`, compose): a lossy,
+//!   bounded queue posted by a task of its own; never waits, never retries.
 //! - [`datadog`], [`prometheus`], [`otlp`]: network sinks; their `write` only
 //!   encodes into a bounded buffer that [`delivery`]'s task sends, batched,
 //!   compressed and retried, so a slow backend never holds up the pipeline.
@@ -24,6 +26,7 @@
 //! [`destination`] takes over its predecessor's [`Backlog`] (see
 //! `pipeline::fanout`, which runs each sink as a task of its own).
 
+pub mod console;
 pub mod datadog;
 pub mod delivery;
 pub mod jsonl;
@@ -31,6 +34,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod stdout;
 
+use dynoscope_crds::console::StdoutMetrics;
 use dynoscope_crds::observability::SinkSpec;
 
 use crate::config::PipelineConfig;
@@ -194,7 +198,7 @@ pub fn own_config(spec: &SinkSpec, config: &PipelineConfig) -> OwnConfig {
         tags: None,
     };
     match spec {
-        SinkSpec::Stdout {} => own.dyno = Some(config.dyno.clone()),
+        SinkSpec::Stdout { .. } => own.dyno = Some(config.dyno.clone()),
         SinkSpec::Jsonl { .. } => own.hostname = Some(config.hostname.clone()),
         SinkSpec::Datadog { .. } => {
             own.hostname = Some(config.hostname.clone());
@@ -204,7 +208,7 @@ pub fn own_config(spec: &SinkSpec, config: &PipelineConfig) -> OwnConfig {
             own.hostname = Some(config.hostname.clone());
             own.tags = Some(config.tags.clone());
         }
-        SinkSpec::Prometheus { .. } => {}
+        SinkSpec::Prometheus { .. } | SinkSpec::Console(_) => {}
     }
     own
 }
@@ -234,7 +238,8 @@ pub fn destination(spec: &SinkSpec) -> String {
             remote_write.as_deref().unwrap_or("-")
         ),
         SinkSpec::Jsonl { path, .. } => format!("jsonl {path}"),
-        SinkSpec::Stdout {} => "stdout".to_owned(),
+        SinkSpec::Stdout { .. } => "stdout".to_owned(),
+        SinkSpec::Console(console) => format!("console {}", console.endpoint),
     }
 }
 
@@ -245,7 +250,10 @@ pub fn build(
     registry: &SinkRegistry,
 ) -> Result<Box<dyn Sink>, BuildError> {
     match spec {
-        SinkSpec::Stdout {} => Ok(Box::new(stdout::StdoutSink::new(&config.dyno))),
+        SinkSpec::Stdout { metrics } => Ok(Box::new(stdout::StdoutSink::new(
+            &config.dyno,
+            *metrics != Some(StdoutMetrics::None),
+        ))),
         SinkSpec::Jsonl {
             path,
             max_bytes,
@@ -256,6 +264,11 @@ pub fn build(
             let sink = jsonl::JsonlSink::open(path.as_ref(), &config.hostname, options, registry)?;
             Ok(Box::new(sink))
         }
+        SinkSpec::Console(console) => Ok(Box::new(console::ConsoleSink::start(
+            &console.endpoint,
+            &config.dyno,
+            registry,
+        )?)),
         network => build_network(network, config, |k| std::env::var(k).ok(), registry),
     }
 }
@@ -333,9 +346,11 @@ pub fn build_network(
                 registry,
             )?))
         }
-        SinkSpec::Stdout {} | SinkSpec::Jsonl { .. } => Err(BuildError::NotNetwork {
-            sink: destination(spec),
-        }),
+        SinkSpec::Stdout { .. } | SinkSpec::Jsonl { .. } | SinkSpec::Console(_) => {
+            Err(BuildError::NotNetwork {
+                sink: destination(spec),
+            })
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! waiting for something to become true; [`servers`] starts real PostgreSQL,
 //! Redis and Memcached servers; [`intake`] records what network sinks send
 //! and runs a real Prometheus; [`load`] builds trace payloads and reads a
-//! process's memory and CPU for the bounds tests and the flood benchmark.
+//! process's memory and CPU for the bounds tests and the flood benchmark;
+//! [`shop`] copies the sample app into a test's directory.
 //!
 //! The binaries are built by the test command (`scripts/test.sh` runs
 //! `cargo build --bins` first); a missing binary fails the test with the
@@ -12,6 +13,7 @@ pub mod harness;
 pub mod intake;
 pub mod load;
 pub mod servers;
+pub mod shop;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -41,8 +41,9 @@ impl Formation {
             .args(args)
             .current_dir(&root)
             .env("DYNOSCOPE_MANIFESTS", self.manifests.path())
-            // Any free host port: the test reaches Prometheus from inside the network.
+            // Any free host ports: the test reaches Prometheus and the console from inside the network.
             .env("DYNOSCOPE_PROMETHEUS_PORT", "0")
+            .env("DYNOSCOPE_CONSOLE_PORT", "0")
             .stdin(Stdio::null());
         cmd
     }
@@ -380,6 +381,29 @@ fn compose_formation_runs_reloads_and_stops_like_heroku() {
             .prometheus(r#"shop_requests_total{dyno=~"web.1|web.2"}"#)
             .is_empty(),
         "Prometheus: shop_requests_total of the web dynos".into(),
+    );
+    let console = formation
+        .exec(
+            "load",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                "http://console:5050/api/state",
+            ],
+        )
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .unwrap_or_default();
+    pending.check(
+        console["formation"].as_array().is_some_and(|f| {
+            f.len() == 3
+                && f.iter()
+                    .all(|d| d["memory"].as_f64().is_some_and(|m| m > 0.0))
+        }) && console["traces"]["latest"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "console: three dynos with memory and a trace at http://console:5050".into(),
     );
     pending.check(
         !formation

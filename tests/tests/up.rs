@@ -238,32 +238,9 @@ fn status_rows(app: &std::path::Path) -> Vec<Vec<String>> {
 #[test]
 fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_change() {
     let app = tempfile::tempdir().unwrap();
-    let shop = dynoscope_tests::repo_root().join("examples/shop");
-    for file in ["Procfile", "app.py", "worker.py"] {
-        std::fs::copy(shop.join(file), app.path().join(file)).unwrap();
-    }
-    // The example as shipped, but its jsonl file in the test's directory, samples
-    // every second, and no database to check (those checks have their own tests).
-    let jsonl = app.path().join("shop.jsonl");
-    let manifest = std::fs::read_to_string(shop.join("observability.yaml"))
-        .unwrap()
-        .replace("/tmp/dynoscope-shop.jsonl", &jsonl.display().to_string())
-        .replace("processMetrics: {interval: 20s", "processMetrics: {interval: 1s")
-        .replace(
-            "    - {type: postgres, urlFrom: DATABASE_URL, interval: 15s}\n    - {type: redis, urlFrom: REDIS_URL}\n",
-            "",
-        )
-        .replace("  integrations:\n", "");
-    assert!(manifest.contains(&jsonl.display().to_string()) && !manifest.contains("postgres"));
+    let (jsonl, manifest) = dynoscope_tests::shop::copy(app.path(), "1s");
     let manifest_path = app.path().join("observability.yaml");
-    std::fs::write(&manifest_path, &manifest).unwrap();
-
-    let python = std::path::PathBuf::from(dynoscope_tests::harness::python());
-    let path = format!(
-        "{}:{}",
-        python.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = dynoscope_tests::shop::path_with_python();
     let mut up = Command::new(bin("dynoscope-operator"))
         .arg("up")
         .arg(app.path())

@@ -237,7 +237,10 @@ fn secrets_stay_references() {
 fn default_sink_is_stdout() {
     let config = resource("");
     let rendered = render(&input(&config)).unwrap();
-    assert_eq!(rendered.dynos[0].sinks, [SinkSpec::Stdout {}]);
+    assert_eq!(
+        rendered.dynos[0].sinks,
+        [SinkSpec::Stdout { metrics: None }]
+    );
 }
 
 #[test]

@@ -32,4 +32,8 @@ pub struct DynoState {
     pub config_hash: String,
     /// Its sidecar's loopback admin port.
     pub admin_port: u16,
+    /// Unix seconds when its running process started; `None` while it is down.
+    /// For the console; not written to `up.json` (it would move by a second).
+    #[serde(default, skip_serializing)]
+    pub started: Option<i64>,
 }

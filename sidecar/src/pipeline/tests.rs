@@ -88,7 +88,7 @@ fn recorder() -> (Seen, Built, SinkFactory) {
 }
 
 fn config(tags: &[&str]) -> PipelineConfig {
-    with_sinks(tags, vec![SinkSpec::Stdout {}])
+    with_sinks(tags, vec![SinkSpec::Stdout { metrics: None }])
 }
 
 fn with_sinks(tags: &[&str], sinks: Vec<SinkSpec>) -> PipelineConfig {
@@ -234,7 +234,7 @@ async fn tracer_telemetry_goes_to_the_sinks_that_forward_it_or_is_counted_as_dro
         listen: None,
         remote_write: None,
     };
-    let web1 = with_sinks(&[], vec![SinkSpec::Stdout {}, forwarding]);
+    let web1 = with_sinks(&[], vec![SinkSpec::Stdout { metrics: None }, forwarding]);
     let pipeline = spawn_with(web1, stats.clone(), factory);
     let handle = pipeline.handle();
     assert!(handle.forward_tracer_telemetry(tracer_telemetry("/api/v2/apmtelemetry")));
@@ -266,7 +266,11 @@ async fn tracer_telemetry_goes_to_the_sinks_that_forward_it_or_is_counted_as_dro
 async fn a_tag_only_change_rebuilds_no_sink() {
     let stats = Arc::new(Stats::default());
     let (seen, sinks_built, factory) = recorder();
-    let sinks = vec![SinkSpec::Stdout {}, jsonl("a", None), jsonl("b", None)];
+    let sinks = vec![
+        SinkSpec::Stdout { metrics: None },
+        jsonl("a", None),
+        jsonl("b", None),
+    ];
     let pipeline = spawn_with(
         with_sinks(&["team:a"], sinks.clone()),
         stats.clone(),
@@ -294,7 +298,11 @@ async fn a_tag_only_change_rebuilds_no_sink() {
 async fn changing_one_sinks_spec_rebuilds_only_that_one() {
     let stats = Arc::new(Stats::default());
     let (seen, sinks_built, factory) = recorder();
-    let before = vec![SinkSpec::Stdout {}, jsonl("a", None), jsonl("b", None)];
+    let before = vec![
+        SinkSpec::Stdout { metrics: None },
+        jsonl("a", None),
+        jsonl("b", None),
+    ];
     let pipeline = spawn_with(with_sinks(&[], before), stats.clone(), factory);
     let handle = pipeline.handle();
     handle.send(point("one"));

@@ -21,13 +21,16 @@ use crate::telemetry::{MetricType, Point, SketchPoint, Telemetry};
 pub struct StdoutSink {
     /// The dyno, `source=` of every line.
     source: String,
+    /// `metrics: all` (the default) prints them; `none` prints nothing.
+    metrics: bool,
 }
 
 impl StdoutSink {
-    /// A sink labelling its lines `source=<dyno>`.
-    pub fn new(dyno: &str) -> Self {
+    /// A sink labelling its lines `source=<dyno>`; with `metrics` false it prints nothing.
+    pub fn new(dyno: &str, metrics: bool) -> Self {
         StdoutSink {
             source: dyno.to_owned(),
+            metrics,
         }
     }
 }
@@ -65,6 +68,9 @@ pub fn sketch_line(source: &str, point: &SketchPoint) -> String {
 
 impl Sink for StdoutSink {
     fn write(&mut self, batch: &[Telemetry]) -> Result<(), SinkError> {
+        if !self.metrics {
+            return Ok(());
+        }
         for item in batch {
             let points = match item {
                 Telemetry::Points(points) => points,
