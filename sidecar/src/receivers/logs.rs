@@ -97,6 +97,11 @@ impl Settings {
         })
     }
 
+    /// How lines are grouped into records.
+    pub fn group_rules(&self) -> &GroupRules {
+        &self.group
+    }
+
     /// Applies the rules in order: `false` when an exclude or include rule drops the text.
     pub fn apply(&self, text: &mut String) -> bool {
         for rule in &self.rules {
@@ -180,6 +185,9 @@ impl Tap {
             self.shared.stats.logs.dropped.add("budget", lines);
             return;
         }
+        // The reader waits only on an empty queue: waking it for every chunk of a
+        // busy stream would cost a futex call per line.
+        let was_empty = queue.chunks.is_empty();
         queue.bytes += text.len();
         queue.chunks.push_back(Chunk {
             stream,
@@ -187,7 +195,9 @@ impl Tap {
             text: text.to_vec(),
         });
         drop(queue);
-        self.shared.ready.notify_one();
+        if was_empty {
+            self.shared.ready.notify_one();
+        }
     }
 
     /// Waits for chunks (at most `wait` when given); returns them and whether the tap is closed.

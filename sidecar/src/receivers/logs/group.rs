@@ -153,13 +153,14 @@ impl Grouper {
     }
 }
 
-/// The line as text, cut at `max` bytes (on a character boundary) with
-/// [`TRUNCATED`] after it; and whether it was cut. Invalid UTF-8 becomes U+FFFD.
+/// The line as text, at most `max` bytes (cut on a character boundary, with
+/// [`TRUNCATED`] after it); and whether it was cut. Invalid UTF-8 becomes
+/// U+FFFD, which counts with its three bytes.
 pub fn cut(line: &[u8], max: usize) -> (String, bool) {
-    if line.len() <= max {
-        return (String::from_utf8_lossy(line).into_owned(), false);
+    let text = String::from_utf8_lossy(&line[..line.len().min(max)]);
+    if line.len() <= max && text.len() <= max {
+        return (text.into_owned(), false);
     }
-    let text = String::from_utf8_lossy(&line[..max]);
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;

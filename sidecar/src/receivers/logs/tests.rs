@@ -241,3 +241,11 @@ fn the_tap_drops_and_counts_past_its_bound_and_takes_nothing_while_off() {
     tap.close();
     assert!(tap.take(None).1);
 }
+
+#[test]
+fn invalid_utf8_counts_with_its_replacement_bytes() {
+    // 600 invalid bytes are 1 800 bytes of U+FFFD: still cut at the maximum.
+    let (text, was_cut) = cut(&[0xff; 600], 1024);
+    assert!(was_cut);
+    assert!(text.len() <= 1024 + TRUNCATED.len());
+}
