@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use dynoscope_sidecar::receivers::otlp::decode::{decode, Encoding};
 use dynoscope_sidecar::receivers::otlp::delta::{DeltaState, MAX_STATE_BYTES};
 use dynoscope_sidecar::receivers::otlp::{metrics, spans};
-use dynoscope_tests::harness::{render, status_of, Sidecar};
-use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, read_status, rss_mib};
+use dynoscope_tests::harness::status_of;
+use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, read_status, rss_mib, BenchSidecar};
 use dynoscope_tests::servers::free_port;
-use dynoscope_tests::wait_for;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -180,28 +179,10 @@ fn main() {
     per_core();
 
     let url = intake();
-    let dir = tempfile::tempdir().unwrap();
     let (admin, otlp) = (free_port(), free_port());
-    let spec = format!(
-        "  service: shop\n  env: bench\n  admin: {{port: {admin}}}\n  apm: {{enabled: false}}\n  \
-         otlp: {{enabled: true, port: {otlp}}}\n  dogstatsd: {{enabled: false}}\n  \
-         processMetrics: {{enabled: false}}\n  \
-         sinks: [{{type: datadog, apiKey: {{fromEnv: DD_API_KEY}}, endpoint: \"{url}\"}}]\n"
-    );
-    let config = dir.path().join("web.1.yaml");
-    std::fs::write(&config, render(&spec)).unwrap();
-    let config = config.display().to_string();
-    let sidecar = Sidecar::start(
-        dir.path(),
-        &["run", "--config", &config, "--", "sleep", "3600"],
-        &[("DD_API_KEY", "bench-key")],
-    );
-    let pid = sidecar.pid();
-    wait_for(Duration::from_secs(10), "the sidecar's /status", || {
-        status_of(admin)
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_rss = rss_mib(pid);
+    let receivers = format!("  apm: {{enabled: false}}\n  otlp: {{enabled: true, port: {otlp}}}\n");
+    let bench = BenchSidecar::start(admin, &receivers, &url);
+    let (pid, idle_rss) = (bench.sidecar.pid(), bench.idle_rss);
     let bodies: Vec<Vec<u8>> = (0..100).map(traces_request).collect();
     let mut stream = TcpStream::connect(("127.0.0.1", otlp)).unwrap();
     let requests_per_second = rate / SPANS_PER_REQUEST as u64;
