@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use dynoscope_sidecar::receivers::otlp::decode::{decode, Encoding};
 use dynoscope_sidecar::receivers::otlp::delta::{DeltaState, MAX_STATE_BYTES};
 use dynoscope_sidecar::receivers::otlp::{metrics, spans};
-use dynoscope_tests::harness::{render, status_of, Sidecar};
-use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, read_status, rss_mib};
+use dynoscope_tests::harness::status_of;
+use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, read_status, rss_mib, BenchSidecar};
 use dynoscope_tests::servers::free_port;
-use dynoscope_tests::wait_for;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -155,13 +154,15 @@ fn intake() -> String {
 }
 
 fn post(stream: &mut TcpStream, body: &[u8]) -> Option<u16> {
-    let head = format!(
+    let mut request = format!(
         "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n\
          Content-Length: {}\r\n\r\n",
         body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
+    )
+    .into_bytes();
+    // One write: a head and a body in two would wait out Nagle and delayed ACKs.
+    request.extend_from_slice(body);
+    stream.write_all(&request).ok()?;
     read_status(stream)
 }
 
@@ -180,30 +181,17 @@ fn main() {
     per_core();
 
     let url = intake();
-    let dir = tempfile::tempdir().unwrap();
     let (admin, otlp) = (free_port(), free_port());
-    let spec = format!(
-        "  service: shop\n  env: bench\n  admin: {{port: {admin}}}\n  apm: {{enabled: false}}\n  \
-         otlp: {{enabled: true, port: {otlp}}}\n  dogstatsd: {{enabled: false}}\n  \
-         processMetrics: {{enabled: false}}\n  \
-         sinks: [{{type: datadog, apiKey: {{fromEnv: DD_API_KEY}}, endpoint: \"{url}\"}}]\n"
-    );
-    let config = dir.path().join("web.1.yaml");
-    std::fs::write(&config, render(&spec)).unwrap();
-    let config = config.display().to_string();
-    let sidecar = Sidecar::start(
-        dir.path(),
-        &["run", "--config", &config, "--", "sleep", "3600"],
-        &[("DD_API_KEY", "bench-key")],
-    );
-    let pid = sidecar.pid();
-    wait_for(Duration::from_secs(10), "the sidecar's /status", || {
-        status_of(admin)
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_rss = rss_mib(pid);
+    let receivers = format!("  apm: {{enabled: false}}\n  otlp: {{enabled: true, port: {otlp}}}\n");
+    let bench = BenchSidecar::start(admin, &receivers, &url);
+    let (pid, idle_rss) = (bench.sidecar.pid(), bench.idle_rss);
     let bodies: Vec<Vec<u8>> = (0..100).map(traces_request).collect();
-    let mut stream = TcpStream::connect(("127.0.0.1", otlp)).unwrap();
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", otlp)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    };
+    let mut stream = connect();
     let requests_per_second = rate / SPANS_PER_REQUEST as u64;
     let gap = Duration::from_secs(1) / u32::try_from(requests_per_second).unwrap();
     println!("sidecar: {rate} spans/s for {seconds} s, idle RSS {idle_rss} MiB");
@@ -213,6 +201,7 @@ fn main() {
     );
     let started = Instant::now();
     let (mut sent, mut refused, mut last_cpu, mut last_sent) = (0u64, 0u64, cpu_ticks(pid), 0);
+    let mut last_at = Instant::now();
     let mut cpu = Vec::new();
     for second in 1..=seconds {
         for i in 0..requests_per_second {
@@ -223,12 +212,13 @@ fn main() {
                 Some(200) => sent += SPANS_PER_REQUEST as u64,
                 _ => {
                     refused += 1;
-                    stream = TcpStream::connect(("127.0.0.1", otlp)).unwrap();
+                    stream = connect();
                 }
             }
         }
         let ticks = cpu_ticks(pid);
-        let cores = (ticks - last_cpu) as f64 / TICKS_PER_SECOND;
+        let cores = (ticks - last_cpu) as f64 / TICKS_PER_SECOND / last_at.elapsed().as_secs_f64();
+        last_at = Instant::now();
         let status = status_of(admin).unwrap_or(Value::Null);
         let delivered = status["sinks"][0]["sent"]["spans"].as_u64().unwrap_or(0);
         println!(

@@ -16,10 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dynoscope_tests::harness::{render, status_of, Sidecar};
-use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, post, rss_mib, v04_payload};
+use dynoscope_tests::harness::status_of;
+use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, post, rss_mib, v04_payload, BenchSidecar};
 use dynoscope_tests::servers::free_port;
-use dynoscope_tests::wait_for;
 use serde_json::Value;
 
 const MAX_SECONDS: u64 = 120;
@@ -115,27 +114,9 @@ fn main() {
 
     let received = Arc::new(Received::default());
     let url = intake(received.clone());
-    let dir = tempfile::tempdir().unwrap();
     let (admin, apm) = (free_port(), free_port());
-    let spec = format!(
-        "  service: shop\n  env: bench\n  admin: {{port: {admin}}}\n  apm: {{port: {apm}}}\n  \
-         dogstatsd: {{enabled: false}}\n  processMetrics: {{enabled: false}}\n  \
-         sinks: [{{type: datadog, apiKey: {{fromEnv: DD_API_KEY}}, endpoint: \"{url}\"}}]\n"
-    );
-    let config = dir.path().join("web.1.yaml");
-    std::fs::write(&config, render(&spec)).unwrap();
-    let config = config.display().to_string();
-    let sidecar = Sidecar::start(
-        dir.path(),
-        &["run", "--config", &config, "--", "sleep", "3600"],
-        &[("DD_API_KEY", "bench-key")],
-    );
-    let pid = sidecar.pid();
-    wait_for(Duration::from_secs(10), "the sidecar's /status", || {
-        status_of(admin)
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_rss = rss_mib(pid);
+    let bench = BenchSidecar::start(admin, &format!("  apm: {{port: {apm}}}\n"), &url);
+    let (pid, idle_rss) = (bench.sidecar.pid(), bench.idle_rss);
 
     let payload = Arc::new(v04_payload(10, spans_per_request / 10));
     let stop = Arc::new(AtomicBool::new(false));
@@ -214,5 +195,5 @@ fn main() {
         received.bytes.load(Ordering::Relaxed) >> 20,
     );
     println!("refusals: {}", status["counters"]["traces"]["refused"]);
-    drop(sidecar);
+    drop(bench);
 }

@@ -1,5 +1,5 @@
 //! Shared helpers for the end-to-end tests: where the built binaries are, and
-//! waiting for something to become true; [`servers`] starts real PostgreSQL,
+//! waiting for something to become true; [`datadog`] decodes Datadog trace payloads; [`servers`] starts real PostgreSQL,
 //! Redis and Memcached servers; [`intake`] records what network sinks send
 //! and runs a real Prometheus; [`load`] builds trace payloads and reads a
 //! process's memory and CPU for the bounds tests and the flood benchmark;
@@ -9,6 +9,7 @@
 //! `cargo build --bins` first); a missing binary fails the test with the
 //! command to run.
 
+pub mod datadog;
 pub mod harness;
 pub mod intake;
 pub mod load;

@@ -148,3 +148,48 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+/// A sidecar for the load benchmarks: supervising `sleep 3600`, with the
+/// receivers of `receivers` (spec lines), no DogStatsD or sampler, and a
+/// Datadog sink to `url`; started, answering `/status` on `admin`.
+#[derive(Debug)]
+pub struct BenchSidecar {
+    /// The sidecar.
+    pub sidecar: crate::harness::Sidecar,
+    /// Its RSS in MiB a second after `/status` first answered.
+    pub idle_rss: u64,
+    /// Its directory (config, output), removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+impl BenchSidecar {
+    /// Starts it; panics when it does not answer within 10 s.
+    pub fn start(admin: u16, receivers: &str, url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let spec = format!(
+            "  service: shop\n  env: bench\n  admin: {{port: {admin}}}\n{receivers}  \
+             dogstatsd: {{enabled: false}}\n  processMetrics: {{enabled: false}}\n  \
+             sinks: [{{type: datadog, apiKey: {{fromEnv: DD_API_KEY}}, endpoint: \"{url}\"}}]\n"
+        );
+        let config = dir.path().join("web.1.yaml");
+        std::fs::write(&config, crate::harness::render(&spec)).unwrap_or_else(|e| panic!("{e}"));
+        let config = config.display().to_string();
+        let sidecar = crate::harness::Sidecar::start(
+            dir.path(),
+            &["run", "--config", &config, "--", "sleep", "3600"],
+            &[("DD_API_KEY", "bench-key")],
+        );
+        crate::wait_for(
+            std::time::Duration::from_secs(10),
+            "the sidecar's /status",
+            || crate::harness::status_of(admin),
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let idle_rss = rss_mib(sidecar.pid());
+        BenchSidecar {
+            sidecar,
+            idle_rss,
+            dir,
+        }
+    }
+}

@@ -10,73 +10,11 @@
 
 use std::time::Duration;
 
+use dynoscope_tests::datadog as dd;
 use dynoscope_tests::harness::{decode_with_python, python, read, render, Sidecar};
 use dynoscope_tests::intake::Intake;
 use dynoscope_tests::servers::free_port;
-use prost::Message;
 use serde_json::Value;
-
-/// Datadog's trace payload, down to what the OTLP mapping sets (datadog-agent
-/// `pkg/proto/datadog/trace/*.proto`), written here rather than taken from the sidecar.
-mod dd {
-    use std::collections::HashMap;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AgentPayload {
-        #[prost(message, repeated, tag = "5")]
-        pub tracer_payloads: Vec<TracerPayload>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TracerPayload {
-        #[prost(message, repeated, tag = "6")]
-        pub chunks: Vec<TraceChunk>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TraceChunk {
-        #[prost(int32, tag = "1")]
-        pub priority: i32,
-        #[prost(message, repeated, tag = "3")]
-        pub spans: Vec<Span>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(string, tag = "1")]
-        pub service: String,
-        #[prost(string, tag = "2")]
-        pub name: String,
-        #[prost(string, tag = "3")]
-        pub resource: String,
-        #[prost(uint64, tag = "4")]
-        pub trace_id: u64,
-        #[prost(uint64, tag = "5")]
-        pub span_id: u64,
-        #[prost(uint64, tag = "6")]
-        pub parent_id: u64,
-        #[prost(int32, tag = "9")]
-        pub error: i32,
-        #[prost(map = "string, string", tag = "10")]
-        pub meta: HashMap<String, String>,
-        #[prost(map = "string, double", tag = "11")]
-        pub metrics: HashMap<String, f64>,
-        #[prost(string, tag = "12")]
-        pub r#type: String,
-        #[prost(message, repeated, tag = "14")]
-        pub span_links: Vec<SpanLink>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SpanLink {
-        #[prost(uint64, tag = "1")]
-        pub trace_id: u64,
-        #[prost(uint64, tag = "2")]
-        pub trace_id_high: u64,
-        #[prost(uint64, tag = "3")]
-        pub span_id: u64,
-    }
-}
 
 /// The app: traces, metrics (exported twice) and logs through the real SDK,
 /// then a malformed body, then `/status` into `status.json`.
@@ -351,17 +289,8 @@ fn the_python_sdks_traces_metrics_and_logs_reach_every_sink() {
     assert_eq!(sketches, [(3, 555.0), (1, 700.0)]);
 
     // Datadog: the trace payload and APM stats.
-    let dd_spans: Vec<(i32, dd::Span)> = intake
-        .accepted("/api/v0.2/traces")
-        .iter()
-        .flat_map(|r| {
-            dd::AgentPayload::decode(r.body.as_slice())
-                .unwrap()
-                .tracer_payloads
-        })
-        .flat_map(|t| t.chunks)
-        .flat_map(|c| c.spans.into_iter().map(move |s| (c.priority, s)))
-        .collect();
+    let traces = intake.accepted("/api/v0.2/traces");
+    let dd_spans = dd::spans_of(traces.iter().map(|r| r.body.as_slice()));
     let (priority, dd_root) = dd_spans
         .iter()
         .find(|(_, s)| s.span_id == root_u64)

@@ -21,6 +21,7 @@ use dynoscope_sidecar::stats::{SinkRegistry, SinkStats};
 use dynoscope_sidecar::telemetry::{
     Event, MetricType, Point, ServiceCheck, Span, Telemetry, TraceChunk,
 };
+use dynoscope_tests::datadog as dd;
 use dynoscope_tests::harness::{decode_with_python, python, render, status_of, Sidecar};
 use dynoscope_tests::intake::{get, Intake, Prometheus};
 use dynoscope_tests::servers::{free_port, Certificate};
@@ -29,71 +30,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use prost::Message;
 use serde_json::Value;
-
-/// Datadog's trace payload, written here from PROTOCOLS.md §3 (not the sidecar's structs).
-mod dd {
-    use std::collections::HashMap;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AgentPayload {
-        #[prost(string, tag = "1")]
-        pub host_name: String,
-        #[prost(string, tag = "2")]
-        pub env: String,
-        #[prost(message, repeated, tag = "5")]
-        pub tracer_payloads: Vec<TracerPayload>,
-        #[prost(string, tag = "7")]
-        pub agent_version: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TracerPayload {
-        #[prost(message, repeated, tag = "6")]
-        pub chunks: Vec<TraceChunk>,
-        #[prost(string, tag = "8")]
-        pub env: String,
-        #[prost(string, tag = "9")]
-        pub hostname: String,
-        #[prost(string, tag = "10")]
-        pub app_version: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TraceChunk {
-        #[prost(int32, tag = "1")]
-        pub priority: i32,
-        #[prost(message, repeated, tag = "3")]
-        pub spans: Vec<Span>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(string, tag = "1")]
-        pub service: String,
-        #[prost(string, tag = "2")]
-        pub name: String,
-        #[prost(string, tag = "3")]
-        pub resource: String,
-        #[prost(uint64, tag = "4")]
-        pub trace_id: u64,
-        #[prost(uint64, tag = "5")]
-        pub span_id: u64,
-        #[prost(uint64, tag = "6")]
-        pub parent_id: u64,
-        #[prost(int64, tag = "7")]
-        pub start: i64,
-        #[prost(int64, tag = "8")]
-        pub duration: i64,
-        #[prost(int32, tag = "9")]
-        pub error: i32,
-        #[prost(map = "string, string", tag = "10")]
-        pub meta: HashMap<String, String>,
-        #[prost(map = "string, double", tag = "11")]
-        pub metrics: HashMap<String, f64>,
-        #[prost(string, tag = "12")]
-        pub r#type: String,
-    }
-}
 
 const KEY: &str = "dd-test-key-5f1c9a7e";
 

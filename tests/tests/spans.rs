@@ -9,107 +9,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use dynoscope_tests::datadog as dd;
 use dynoscope_tests::harness::{decode_with_python, python, read, render, Sidecar};
 use dynoscope_tests::intake::Intake;
 use dynoscope_tests::servers::free_port;
 use prost::Message;
 use serde_json::{json, Value};
-
-/// Datadog's trace payload down to the span's links and events; field
-/// numbers from datadog-agent `pkg/proto/datadog/trace/span.proto`.
-mod dd {
-    use std::collections::HashMap;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AgentPayload {
-        #[prost(message, repeated, tag = "5")]
-        pub tracer_payloads: Vec<TracerPayload>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TracerPayload {
-        #[prost(message, repeated, tag = "6")]
-        pub chunks: Vec<TraceChunk>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TraceChunk {
-        #[prost(message, repeated, tag = "3")]
-        pub spans: Vec<Span>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(string, tag = "1")]
-        pub service: String,
-        #[prost(string, tag = "2")]
-        pub name: String,
-        #[prost(map = "string, string", tag = "10")]
-        pub meta: HashMap<String, String>,
-        #[prost(map = "string, bytes", tag = "13")]
-        pub meta_struct: HashMap<String, Vec<u8>>,
-        #[prost(message, repeated, tag = "14")]
-        pub span_links: Vec<SpanLink>,
-        #[prost(message, repeated, tag = "15")]
-        pub span_events: Vec<SpanEvent>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SpanLink {
-        #[prost(uint64, tag = "1")]
-        pub trace_id: u64,
-        #[prost(uint64, tag = "2")]
-        pub trace_id_high: u64,
-        #[prost(uint64, tag = "3")]
-        pub span_id: u64,
-        #[prost(map = "string, string", tag = "4")]
-        pub attributes: HashMap<String, String>,
-        #[prost(string, tag = "5")]
-        pub tracestate: String,
-        #[prost(uint32, tag = "6")]
-        pub flags: u32,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SpanEvent {
-        #[prost(fixed64, tag = "1")]
-        pub time_unix_nano: u64,
-        #[prost(string, tag = "2")]
-        pub name: String,
-        #[prost(map = "string, message", tag = "3")]
-        pub attributes: HashMap<String, AttributeAnyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AttributeAnyValue {
-        #[prost(int32, tag = "1")]
-        pub r#type: i32,
-        #[prost(string, tag = "2")]
-        pub string_value: String,
-        #[prost(bool, tag = "3")]
-        pub bool_value: bool,
-        #[prost(int64, tag = "4")]
-        pub int_value: i64,
-        #[prost(double, tag = "5")]
-        pub double_value: f64,
-        #[prost(message, optional, tag = "6")]
-        pub array_value: Option<AttributeArray>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AttributeArray {
-        #[prost(message, repeated, tag = "1")]
-        pub values: Vec<AttributeArrayValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AttributeArrayValue {
-        #[prost(int32, tag = "1")]
-        pub r#type: i32,
-        #[prost(int64, tag = "4")]
-        pub int_value: i64,
-    }
-}
 
 /// One span per API version, each in a child process with its own settings.
 const APP: &str = r#"

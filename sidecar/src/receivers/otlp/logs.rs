@@ -1,16 +1,14 @@
 //! OTLP log records → the sidecar's log records.
 //!
-//! The log record type of the telemetry (`Telemetry::Logs`, issue 16) is
-//! being built beside this receiver. Until it lands, `/v1/logs` is decoded
-//! and its records counted, and [`records`] turns a request into
-//! [`OtlpLog`]s — the fields a log record needs, with the trace correlation
-//! the Datadog Agent reads — but nothing reaches the pipeline:
-//! [`to_telemetry`] is the one function to connect.
+//! `/v1/logs`: [`records`] turns a request into [`OtlpLog`]s (the fields a
+//! log record needs, with the trace correlation the Datadog Agent reads) and
+//! [`to_telemetry`] into the pipeline's log records (`Telemetry::Logs`),
+//! which every sink that takes logs forwards.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
 use super::common::{id128, id64, tags_of, text, Service};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{LogRecord, LogStatus, Telemetry};
 
 /// One OTLP log record, flattened with its resource's service.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -79,16 +77,42 @@ pub fn count(request: &ExportLogsServiceRequest) -> u64 {
         .sum()
 }
 
-/// ISSUE 16 — connect here: the telemetry the pipeline gets for `request`.
-///
-/// `None` until `Telemetry::Logs(Vec<LogRecord>)` exists; then build one
-/// `LogRecord` per [`records`] entry (message, time, status from the
-/// severity, the trace and span ids for correlation, the tags) and return
-/// `Some(Telemetry::Logs(..))`. The receiver already sends whatever this
-/// returns, counts the records, and refuses (429) when the queue is full.
+/// The request's records as log records (issue 16): message, time, the
+/// status from the severity (OpenTelemetry's number, else its text), the
+/// trace and span ids for correlation, the service, and the tags.
 pub fn to_telemetry(request: &ExportLogsServiceRequest) -> Option<Telemetry> {
-    let _ = request;
-    None
+    let logs: Vec<LogRecord> = records(request).into_iter().map(log_record).collect();
+    (!logs.is_empty()).then_some(Telemetry::Logs(logs))
+}
+
+fn log_record(log: OtlpLog) -> LogRecord {
+    let millis = i64::try_from(log.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
+    let mut record = LogRecord::new(millis, log.message);
+    record.status = status(log.severity_number, &log.severity_text);
+    record.trace_id = log
+        .trace_id
+        .map(|(high, low)| (u128::from(high) << 64) | u128::from(low));
+    record.span_id = log.span_id;
+    record.source = Some("otlp".to_owned());
+    record.service = log
+        .tags
+        .iter()
+        .find_map(|t| t.strip_prefix("service:"))
+        .map(str::to_owned);
+    record.tags = log.tags;
+    record
+}
+
+/// OpenTelemetry's severity number (1-24 in six ranges) as a status; the text when the number is unset.
+fn status(number: i32, text: &str) -> LogStatus {
+    match number {
+        1..=8 => LogStatus::Debug,
+        9..=12 => LogStatus::Info,
+        13..=16 => LogStatus::Warning,
+        17..=20 => LogStatus::Error,
+        21..=24 => LogStatus::Critical,
+        _ => LogStatus::from_level(text).unwrap_or(LogStatus::Info),
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +149,16 @@ mod tests {
         assert_eq!(logs[1].message, r#"{"a":true}"#);
         assert_eq!(logs[1].time_unix_nano, 1_700_000_000_000_000_001);
         assert_eq!(logs[1].trace_id, None);
+        let Some(Telemetry::Logs(records)) = to_telemetry(&request) else {
+            panic!("no log records")
+        };
+        assert_eq!(records[0].status, LogStatus::Error);
+        assert_eq!(
+            records[0].trace_id,
+            Some(0x5b8e_fff7_9803_8103_d269_b633_813f_c60c)
+        );
+        assert_eq!(records[0].service.as_deref(), Some("shop"));
+        assert_eq!(records[0].timestamp_ms, 1_700_000_000_000);
+        assert_eq!(records[1].status, LogStatus::Info);
     }
 }

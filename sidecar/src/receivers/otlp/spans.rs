@@ -5,7 +5,7 @@
 //! | Datadog field | from |
 //! | --- | --- |
 //! | service | span attribute `service.name`, else the resource's, else `otlpresourcenoservicename` |
-//! | name | attribute `operation.name`, else `<scope name>.<kind>` (`opentelemetry.<kind>` without a scope), lower case, `[^a-z0-9._]` → `_` |
+//! | name | attribute `operation.name`, else `<scope name>.<kind>` (`opentelemetry.<kind>` without a scope), `[^A-Za-z0-9._]` → `_` |
 //! | resource | attribute `resource.name`; else `<method> <route>` (`http.request.method`/`http.method`, `http.route`); `<messaging.operation> <destination>`; `<rpc.method> <rpc.service>`; `<db.statement>`; else the span's name |
 //! | type | attribute `span.type`; else server → `web`; client → `cache` (redis, memcached), `db` (other `db.system`) or `http`; else `custom` |
 //! | trace id | low 64 bits; the high 64 as hex in `meta["_dd.p.tid"]` |
@@ -265,7 +265,6 @@ fn dropped(len: usize, cap: usize, already: u32) -> u32 {
 fn normalize_name(name: &str) -> String {
     name.chars()
         .map(|c| {
-            let c = c.to_ascii_lowercase();
             if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
                 c
             } else {
