@@ -192,3 +192,36 @@ async fn a_backlog_moves_to_the_successor_ahead_of_its_own_entries_within_its_bu
         .collect();
     assert_eq!(points, [3, 4], "the predecessor's entries go first");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_while_the_endpoint_is_down_retries_a_few_times_not_in_a_burst() {
+    let config = DeliveryConfig {
+        batch_interval: Duration::from_millis(10),
+        flush_wait: Duration::from_millis(1500),
+        ..DeliveryConfig::default()
+    };
+    let stats = Arc::new(SinkStats::default());
+    // Nothing listens on port 9 of loopback: every attempt is refused at once.
+    let delivery = Delivery::start(
+        "test".into(),
+        vec![endpoint(ItemKind::Points)],
+        config,
+        stats.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    delivery.push(0, entry(100, 1));
+    let started = Instant::now();
+    while stats.errors.connection.get() == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = stats.retries.get();
+    assert_eq!(delivery.flush(), [1, 0, 0, 0, 0, 0]);
+    // One try when the flush starts, then the reconnect back-off (≥ 125 ms,
+    // doubling to 1 s): a handful in 1.5 s. Shrinking each delay to the
+    // deadline made this 80+ in the last 100 ms.
+    let during = stats.retries.get() - before;
+    assert!(
+        (1..=8).contains(&during),
+        "{during} retries during the flush"
+    );
+}
