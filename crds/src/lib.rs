@@ -5,6 +5,7 @@
 //! - [`observability`]: the `ObservabilityConfig` custom resource
 //!   (`dynoscope.dev/v1alpha1`), as users write it; optional fields stay optional.
 //! - [`otlp`]: `spec.otlp`, the OTLP receiver, and its part of a DynoConfig.
+//! - [`sink`]: `spec.sinks` entries, read through one flat schema.
 //! - [`manifest`]: reads manifests (YAML, several documents a file) into
 //!   resources, refusing unknown fields with their path.
 //! - [`validate`]: semantic checks the schema cannot express; each
@@ -36,6 +37,7 @@ pub mod otlp;
 pub mod procfile;
 pub mod render;
 pub mod sidecar_status;
+pub mod sink;
 pub mod validate;
 pub mod value;
 
