@@ -53,6 +53,9 @@ pub struct DynoConfig {
     /// The OTLP receiver; absent when off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp: Option<crate::otlp::OtlpConfig>,
+    /// The drain endpoint, for `dynoscope-sidecar drain`; absent without `spec.drain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<crate::drain::DrainConfig>,
     /// The memory sampler.
     pub process_metrics: ProcessMetricsConfig,
     /// The integration checks this dyno (and no other) runs.

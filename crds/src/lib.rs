@@ -5,6 +5,7 @@
 //! - [`observability`]: the `ObservabilityConfig` custom resource
 //!   (`dynoscope.dev/v1alpha1`), as users write it; optional fields stay optional.
 //! - [`otlp`]: `spec.otlp`, the OTLP receiver, and its part of a DynoConfig.
+//! - [`drain`]: `spec.drain`, the Logplex drain endpoint, and its part of a DynoConfig.
 //! - [`sink`]: `spec.sinks` entries, read through one flat schema.
 //! - [`manifest`]: reads manifests (YAML, several documents a file) into
 //!   resources, refusing unknown fields with their path.
@@ -28,6 +29,7 @@
 pub mod buffer;
 pub mod console;
 pub mod defaults;
+pub mod drain;
 pub mod duration;
 pub mod dyno;
 pub mod logs;

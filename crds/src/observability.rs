@@ -72,6 +72,11 @@ pub struct ObservabilityConfigSpec {
     /// enabled, OTLP/HTTP on port 4318.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp: Option<crate::otlp::OtlpSpec>,
+    /// The Logplex (and Fir OTLP) drain endpoint run by `dynoscope-sidecar
+    /// drain`: Heroku's router, runtime and add-on lines into `heroku.*`
+    /// metrics. Default: none (the dynos' sidecars never serve it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<crate::drain::DrainSpec>,
     /// The dyno memory sampler (cgroup + process tree). Default: enabled, every 20s, log lines on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_metrics: Option<ProcessMetricsSpec>,

@@ -377,6 +377,7 @@ fn build(
             },
         },
         otlp: crate::otlp::OtlpSpec::render(spec.otlp.as_ref()),
+        drain: crate::drain::DrainSpec::render(spec.drain.as_ref()),
         process_metrics: ProcessMetricsConfig {
             enabled: pm.enabled.unwrap_or(true),
             interval: pm.interval.unwrap_or(defaults::SAMPLE_INTERVAL),

@@ -130,6 +130,7 @@ pub fn validate(
     check_sinks(&mut p, spec);
     logs::check(&mut p, spec);
     otlp::check(&mut p, spec);
+    drain::check(&mut p, spec);
 
     for (name, over) in &spec.overrides {
         let field = format!("spec.overrides.{name}");
@@ -523,6 +524,8 @@ mod logs;
 pub use logs::takes_logs;
 #[path = "validate/console.rs"]
 mod console;
+#[path = "validate/drain.rs"]
+mod drain;
 #[path = "validate/otlp.rs"]
 mod otlp;
 

@@ -24,6 +24,52 @@ pub enum Command {
     Run(RunArgs),
     /// Print a running sidecar's status.
     Status(StatusArgs),
+    /// Serve a Logplex drain: Heroku's router, runtime and add-on lines into
+    /// `heroku.*` metrics, the app's lines into log records, through the
+    /// config's sinks. Runs as its own process, not in a dyno.
+    Drain(DrainArgs),
+}
+
+/// `dynoscope-sidecar drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// A DynoConfig rendered by dynoscope-operator; watched and hot-reloaded.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "manifest",
+        required_unless_present = "manifest"
+    )]
+    pub config: Option<PathBuf>,
+    /// An ObservabilityConfig manifest to render for this process ($DYNO, else
+    /// `drain.1`); watched and hot-reloaded.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The Procfile (with --manifest). Default: `Procfile` beside the manifest, if any.
+    #[arg(long, value_name = "FILE", requires = "manifest")]
+    pub procfile: Option<PathBuf>,
+    /// Where to listen. Default: `0.0.0.0:$PORT` when PORT is set (a Heroku
+    /// web dyno), else `0.0.0.0:<spec.drain.port>` (8130).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Loopback port of /status (0: off); overrides the config's adminPort.
+    #[arg(long, value_name = "PORT")]
+    pub admin_port: Option<u16>,
+}
+
+impl DrainArgs {
+    /// Where the config comes from. `dyno` is `$DYNO`, if set.
+    pub fn source(&self, dyno: Option<String>) -> ConfigSource {
+        let dyno = dyno
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| "drain.1".to_owned());
+        config_source(
+            self.config.as_deref(),
+            self.manifest.as_deref(),
+            self.procfile.as_deref(),
+            dyno,
+        )
+    }
 }
 
 /// `dynoscope-sidecar run`.
@@ -63,26 +109,45 @@ pub struct StatusArgs {
 impl RunArgs {
     /// Where the config comes from. `dyno` is `$DYNO`, if set.
     pub fn source(&self, dyno: Option<String>) -> ConfigSource {
-        if let Some(config) = &self.config {
-            return ConfigSource::File(absolute(config));
-        }
-        let Some(manifest) = &self.manifest else {
-            return ConfigSource::None;
+        let dyno = match dyno.filter(|d| !d.trim().is_empty()) {
+            Some(dyno) => dyno,
+            None if self.manifest.is_some() && self.config.is_none() => {
+                tracing::warn!("DYNO is not set: rendering the manifest for web.1");
+                "web.1".to_owned()
+            }
+            None => "web.1".to_owned(),
         };
-        let manifest = absolute(manifest);
-        let procfile = self.procfile.as_deref().map(absolute).or_else(|| {
-            let beside = manifest.parent().map(|dir| dir.join("Procfile"))?;
-            beside.is_file().then_some(beside)
-        });
-        let dyno = dyno.filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
-            tracing::warn!("DYNO is not set: rendering the manifest for web.1");
-            "web.1".to_owned()
-        });
-        ConfigSource::Manifest {
-            manifest,
-            procfile,
+        config_source(
+            self.config.as_deref(),
+            self.manifest.as_deref(),
+            self.procfile.as_deref(),
             dyno,
-        }
+        )
+    }
+}
+
+/// A rendered config file, else a manifest rendered for `dyno`, else none.
+fn config_source(
+    config: Option<&Path>,
+    manifest: Option<&Path>,
+    procfile: Option<&Path>,
+    dyno: String,
+) -> ConfigSource {
+    if let Some(config) = config {
+        return ConfigSource::File(absolute(config));
+    }
+    let Some(manifest) = manifest else {
+        return ConfigSource::None;
+    };
+    let manifest = absolute(manifest);
+    let procfile = procfile.map(absolute).or_else(|| {
+        let beside = manifest.parent().map(|dir| dir.join("Procfile"))?;
+        beside.is_file().then_some(beside)
+    });
+    ConfigSource::Manifest {
+        manifest,
+        procfile,
+        dyno,
     }
 }
 

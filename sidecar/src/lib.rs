@@ -10,7 +10,8 @@
 //! - [`receivers`]: what the app sends — DogStatsD datagrams and Datadog
 //!   trace payloads — parsed and decoded into [`telemetry`] types.
 //! - [`cli`] → [`run`]: `dynoscope-sidecar run` wires everything below for
-//!   the life of the app.
+//!   the life of the app; [`collector`]: `dynoscope-sidecar drain`, the
+//!   Logplex drain as a process of its own (receivers' `drain`, pipeline, sinks).
 //! - [`supervisor`]: the app in its own process group; forwarded signals,
 //!   the grace period, zombie reaping, the exit status.
 //! - [`config`]: where the DynoConfig comes from (file, or a manifest
@@ -45,6 +46,7 @@
 pub mod checks;
 pub mod cli;
 pub mod clock;
+pub mod collector;
 pub mod config;
 pub mod config_watch;
 pub mod http_server;

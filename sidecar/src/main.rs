@@ -9,7 +9,7 @@ use clap::Parser as _;
 use dynoscope_crds::sidecar_status;
 use dynoscope_sidecar::output::{self, Output};
 use dynoscope_sidecar::stats::Stats;
-use dynoscope_sidecar::{cli, clock, run, status, supervisor};
+use dynoscope_sidecar::{cli, clock, collector, run, status, supervisor};
 
 /// How long the last lines get to reach stdout and stderr at exit: a reader that has
 /// stopped reading must not hold the exit, which the dyno manager is timing.
@@ -22,30 +22,16 @@ fn main() -> anyhow::Result<()> {
             // Before any thread starts, so that every thread inherits the mask.
             supervisor::block_signals()?;
             let stats = Arc::new(Stats::default());
-            let output = output::install(
-                Output::start(
-                    stats.clone(),
-                    output::queue_bytes(std::env::var(output::QUEUE_BYTES_ENV).ok().as_deref()),
-                )
-                .context("cannot start the output writers")?,
-            );
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("DYNOSCOPE_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(output.stderr.clone())
-                // Colours only for people: log drains would keep the escape codes.
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-                .without_time()
-                .init();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let (output, runtime) = start(&stats)?;
             let code = runtime.block_on(run::run(args, stats));
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            output.flush(EXIT_FLUSH);
+            std::process::exit(code);
+        }
+        cli::Command::Drain(args) => {
+            let stats = Arc::new(Stats::default());
+            let (output, runtime) = start(&stats)?;
+            let code = runtime.block_on(collector::run(args, stats));
             runtime.shutdown_timeout(Duration::from_millis(100));
             output.flush(EXIT_FLUSH);
             std::process::exit(code);
@@ -60,4 +46,32 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The output writers, the log subscriber and the async runtime.
+fn start(stats: &Arc<Stats>) -> anyhow::Result<(&'static Output, tokio::runtime::Runtime)> {
+    let output = output::install(
+        Output::start(
+            stats.clone(),
+            output::queue_bytes(std::env::var(output::QUEUE_BYTES_ENV).ok().as_deref()),
+        )
+        .context("cannot start the output writers")?,
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DYNOSCOPE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(output.stderr.clone())
+        // Colours only for people: log drains would keep the escape codes.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok((output, runtime))
 }

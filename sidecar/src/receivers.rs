@@ -1,6 +1,7 @@
 //! What the app sends the sidecar: DogStatsD datagrams, Datadog traces, OTLP
 //! from OpenTelemetry SDKs, and its stdout and stderr ([`logs`], started with
-//! the app rather than here).
+//! the app rather than here); and what Heroku's Logplex posts to the drain
+//! process ([`drain`], started by `dynoscope-sidecar drain` only).
 //!
 //! Each receiver is split as Vector splits its sources: pure decoding
 //! (`dogstatsd::parser`, `trace::decode`) with table tests beside it, and
@@ -10,6 +11,7 @@
 //! hold into the pipeline once the app is gone.
 
 pub mod dogstatsd;
+pub mod drain;
 pub mod logs;
 pub mod otlp;
 pub mod trace;

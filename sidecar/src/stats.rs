@@ -102,6 +102,8 @@ pub struct Stats {
     pub output: OutputStats,
     /// The app's stdout and stderr: pass-through and log records.
     pub logs: LogsStats,
+    /// The Logplex drain (`dynoscope-sidecar drain`): requests, frames, lines, metrics.
+    pub drain: DrainStats,
     /// The live sinks' own stats: `/status` lists them under `sinks`, not `counters`.
     #[serde(skip)]
     pub sinks: SinkRegistry,
@@ -380,6 +382,45 @@ pub struct OtlpStats {
     pub stats_spans: Gauge,
     /// APM stats points flushed to the pipeline.
     pub stats_points: Counter,
+}
+
+/// Counters of the Logplex drain ([`crate::receivers::drain`]).
+#[derive(Debug, Default, Serialize)]
+pub struct DrainStats {
+    /// Requests received.
+    pub requests: Counter,
+    /// Bytes of their bodies.
+    pub bytes: Counter,
+    /// Requests refused, by reason (`unauthorized`, `too_large`,
+    /// `queue_full`, `body_timeout`, `incomplete_body`, `in_flight_budget`).
+    pub refused: KindCounts,
+    /// Frames (`Logplex-Frame-Id`) answered 200 without being read again: retries.
+    pub duplicate_frames: Counter,
+    /// Requests whose `Logplex-Msg-Count` differs from the messages found.
+    pub msg_count_mismatch: Counter,
+    /// Messages read from frames.
+    pub messages: Counter,
+    /// Bytes that were not a frame, by reason (`no_length`, `truncated`).
+    pub malformed_frames: KindCounts,
+    /// Messages that were not RFC 5424 lines, by reason (`utf8`, `pri`, `header`, `timestamp`).
+    pub bad_lines: KindCounts,
+    /// Lines read, by what they are (`router`, `runtime`, `dyno_error`,
+    /// `crashed`, `api`, `addon`, `logplex`, `app`, `platform`).
+    pub lines: KindCounts,
+    /// Metric samples folded into the aggregator.
+    pub samples: Counter,
+    /// Samples dropped because the aggregator held its byte budget.
+    pub samples_overflow: Counter,
+    /// Events sent.
+    pub events: Counter,
+    /// Events not sent because one with the same key was sent less than 10 s before.
+    pub events_suppressed: Counter,
+    /// Log records sent.
+    pub log_records: Counter,
+    /// App lines that began with `{` but were not JSON.
+    pub json_failures: Counter,
+    /// Points and sketches flushed to the pipeline.
+    pub points_flushed: Counter,
 }
 
 /// Counts of the things a sink carries, by kind.
