@@ -46,6 +46,8 @@ ensure_test_prerequisites() {
   # The console's test drives Debian's chromium headless through its
   # chromedriver (tests/console_browser.py); no browser is downloaded.
   ensure_apt chromium chromium-driver
+  # The drain's README example posts a frame with curl.
+  ensure_apt curl
   ensure_venv
 }
 

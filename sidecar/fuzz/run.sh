@@ -18,7 +18,7 @@ else
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-for target in dogstatsd_line trace_v04 trace_v05 otlp log_line; do
+for target in dogstatsd_line trace_v04 trace_v05 otlp log_line logplex_body heroku_line; do
   mkdir -p "corpus/$target"
   echo "== fuzz $target for ${seconds}s"
   cargo "${toolchain[@]}" fuzz run "$target" "corpus/$target" "seeds/$target" -- \

@@ -22,6 +22,7 @@ use crate::cli::DrainArgs;
 use crate::config_watch::{self, Reloader};
 use crate::pipeline::{self, PipelineConfig};
 use crate::receivers::drain::server::{self, Settings, Shared};
+use crate::receivers::otlp;
 use crate::stats::Stats;
 use crate::status::{self, AdminState, StatusBoard};
 
@@ -71,12 +72,15 @@ pub async fn run(args: DrainArgs, stats: Arc<Stats>) -> i32 {
              set credentials before exposing {bound} beyond this host"
         );
     }
-    tracing::info!("drain: Logplex drain on http://{bound}/logs");
+    tracing::info!(
+        "drain: Logplex drain on http://{bound}/logs, Fir telemetry (OTLP/HTTP) on http://{bound}/v1/"
+    );
     status.set_receiver(
         "drain",
         serde_json::json!({"tcp": bound.to_string(), "max_body_bytes": drain.max_body_bytes}),
     );
-    let serving = server::serve(listener, shared.clone());
+    let otlp = otlp::Routes::new(bus.subscribe(), pipeline.handle(), stats.clone());
+    let serving = server::serve(listener, shared.clone(), &otlp);
 
     let admin = tokio::spawn({
         let state = AdminState {
@@ -87,12 +91,13 @@ pub async fn run(args: DrainArgs, stats: Arc<Stats>) -> i32 {
     });
     let watcher = tokio::spawn(config_watch::watch(reloader));
     let flusher = tokio::spawn({
-        let shared = shared.clone();
+        let (shared, otlp) = (shared.clone(), otlp.clone());
         async move {
             let mut every = tokio::time::interval(FLUSH_EVERY);
             loop {
                 every.tick().await;
                 shared.flush(false);
+                otlp.flush_stats(false);
             }
         }
     });
@@ -123,6 +128,7 @@ pub async fn run(args: DrainArgs, stats: Arc<Stats>) -> i32 {
         task.abort();
     }
     shared.flush(true);
+    otlp.flush_stats(true);
     if !pipeline.shutdown(FLUSH_TIMEOUT).await {
         tracing::warn!("the pipeline did not flush within {FLUSH_TIMEOUT:?}");
     }

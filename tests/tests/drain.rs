@@ -369,3 +369,145 @@ fn logplex_bodies_become_heroku_metrics_events_and_records() {
         assert!(ddtags.contains(&tag), "{tag} in {ddtags:?}");
     }
 }
+
+/// The README's drain example, as written: its manifest (with a jsonl sink
+/// in place of the datadog one) run by `drain --manifest`, and its `curl`
+/// lines posting a frame.
+#[test]
+fn the_readme_example_runs() {
+    let readme = read(&dynoscope_tests::repo_root().join("README.md"));
+    let section = readme
+        .split("\n## Heroku's log drains")
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no drain section"));
+    let block = |fence: &str, nth: usize| {
+        section
+            .split(fence)
+            .nth(nth)
+            .and_then(|rest| rest.split("\n```").next())
+            .unwrap_or_else(|| panic!("the drain section has no {fence} block {nth}"))
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let manifest = block("```yaml\n", 1).replace(
+        "    - {type: datadog, apiKey: {fromEnv: DD_API_KEY}}",
+        &format!("    - {{type: jsonl, path: {}}}", jsonl.display()),
+    );
+    assert!(manifest.contains("type: jsonl"), "{manifest}");
+    std::fs::write(dir.path().join("observability.yaml"), &manifest).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut drain = Sidecar::start(
+        dir.path(),
+        &[
+            "drain",
+            "--manifest",
+            "observability.yaml",
+            "--listen",
+            &listen,
+            "--admin-port",
+            "0",
+        ],
+        &[("DRAIN_PASSWORD", "s3cret"), ("DRAIN_TOKEN", "d.1")],
+    );
+    // The example's `line=` and `printf … | curl …` lines, to our port.
+    let script: String = block("```sh\n", 2)
+        .lines()
+        .skip_while(|l| !l.starts_with("line="))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("127.0.0.1:8130", &listen);
+    wait_for(Duration::from_secs(10), "the drain to listen", || {
+        std::net::TcpStream::connect(&listen).ok()
+    });
+    let ran = std::process::Command::new("bash")
+        .args([
+            "-euo",
+            "pipefail",
+            "-c",
+            &format!("{script}\necho \" status=$?\""),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("bash: {e}"));
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    drain.signal(Signal::SIGTERM);
+    assert_eq!(drain.wait(Duration::from_secs(10)), 0, "{}", drain.stderr());
+    let points = jsonl_of(&jsonl, "point");
+    assert_eq!(
+        total(
+            &points,
+            "heroku.router.request",
+            &["dyno:web.1", "env:production"]
+        ),
+        1.0,
+        "{points:#?}\n{}",
+        drain.stderr()
+    );
+}
+
+/// Heroku Fir's telemetry drains post OTLP/HTTP (`heroku telemetry:add URL
+/// --headers '{"Authorization":"Bearer …"}'`): the same drain takes it on
+/// `/v1/*` behind the same credentials, into the same sinks.
+#[test]
+fn fir_telemetry_drains_post_otlp_with_the_drains_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("out.jsonl");
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("drain.yaml");
+    std::fs::write(
+        &config,
+        render(&format!(
+            "  drain: {{tokens: [{{fromEnv: DRAIN_TOKEN}}]}}\n  sinks:\n  - {{type: jsonl, path: {}}}\n",
+            jsonl.display()
+        )),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut drain = Sidecar::start(
+        dir.path(),
+        &[
+            "drain",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--admin-port",
+            &admin.to_string(),
+        ],
+        &[("DRAIN_TOKEN", "t0ken")],
+    );
+    wait_for(Duration::from_secs(10), "the drain's /status", || {
+        status_of(admin)
+    });
+    let logs = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"scopeLogs":[{"scope":{},"logRecords":[{"timeUnixNano":"1714557600000000000","severityText":"ERROR","severityNumber":17,"body":{"stringValue":"payment failed"},"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}]}]}]}"#;
+    let metrics = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"scopeMetrics":[{"scope":{},"metrics":[{"name":"fir.queue.depth","gauge":{"dataPoints":[{"timeUnixNano":"1714557600000000000","asDouble":42.5}]}}]}]}]}"#;
+    let json = ("Content-Type", "application/json");
+    let without = request(port, "POST", "/v1/logs", &[json], logs.as_bytes());
+    assert_eq!(without.map(|r| r.0), Some(401));
+    let bearer = ("Authorization", "Bearer t0ken");
+    for (path, body) in [("/v1/logs", logs), ("/v1/metrics", metrics)] {
+        let answer = request(port, "POST", path, &[json, bearer], body.as_bytes());
+        assert_eq!(
+            answer.as_ref().map(|r| r.0),
+            Some(200),
+            "{path}: {answer:?}"
+        );
+    }
+    drain.signal(Signal::SIGTERM);
+    assert_eq!(drain.wait(Duration::from_secs(10)), 0, "{}", drain.stderr());
+    let records = jsonl_of(&jsonl, "log");
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["message"], "payment failed");
+    assert_eq!(records[0]["status"], "error");
+    assert_eq!(
+        records[0]["dd"]["trace_id"],
+        "5b8efff798038103d269b633813fc60c"
+    );
+    let depth = gauge(&jsonl_of(&jsonl, "point"), "fir.queue.depth", &[]);
+    assert_eq!(depth["value"], 42.5);
+}

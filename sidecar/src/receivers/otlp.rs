@@ -40,7 +40,7 @@ pub mod metrics;
 mod server;
 pub mod spans;
 
-pub use server::Receiver;
+pub use server::{Receiver, Routes};
 
 /// The largest request body accepted, as sent. Default: 4 MiB (SDKs export
 /// batches of 512 spans, a few hundred KiB).

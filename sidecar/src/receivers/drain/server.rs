@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -254,15 +255,41 @@ impl Shared {
     }
 }
 
-/// Serves the drain's routes on `listener`.
-pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> Serving {
+/// Serves the drain's routes on `listener`: Logplex on `/logs` (and `/`),
+/// and `otlp`'s `/v1/*` for Fir's telemetry drains, behind the same credentials.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    otlp: &crate::receivers::otlp::Routes,
+) -> Serving {
     let mut limits = shared.limits.http(CLOSE_TIMEOUT);
     limits.max_connections = 256;
+    let fir = otlp
+        .router()
+        .route_layer(middleware::from_fn_with_state(shared.clone(), admitted));
     let router = Router::new()
         .route("/logs", post(logplex).put(logplex))
         .route("/", post(logplex).put(logplex))
-        .with_state(shared);
+        .with_state(shared)
+        .merge(fir);
     Serving::spawn(listener, router, limits, || {})
+}
+
+/// Lets a Fir telemetry drain's request through when its headers carry the
+/// drain's credentials (`heroku telemetry:add … --headers '{"Authorization":"Bearer …"}'`).
+async fn admitted(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if shared.settings().admits(request.headers()) {
+        next.run(request).await
+    } else {
+        refuse(
+            &shared,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad or missing credentials: give the telemetry drain the drain's token \
+             (--headers '{\"Authorization\":\"Bearer <token>\"}') or basic auth"
+                .to_owned(),
+        )
+    }
 }
 
 /// Binds `addr`.

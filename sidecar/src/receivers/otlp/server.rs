@@ -61,6 +61,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn new(
+        config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        pipe: PipelineHandle,
+        stats: Arc<Stats>,
+    ) -> Arc<Self> {
+        let current = config.borrow().clone();
+        let started = u64::try_from(unix_now()).unwrap_or(0) * 1_000_000_000;
+        Arc::new(Shared {
+            pipe,
+            stats,
+            apm: Mutex::new(ApmStats::new(apm_config(current.as_deref()))),
+            deltas: Mutex::new(DeltaState::new(MAX_STATE_BYTES, started)),
+            config,
+            budget: BodyBudget::new(IN_FLIGHT_BYTES),
+            limits: Limits::from_env(|name| std::env::var(name).ok()),
+        })
+    }
+
     fn flush_stats(&self, all: bool) {
         let (points, counters) = lock(&self.apm).flush_due(all);
         self.stats.otlp.stats_spans.set(counters.spans_counted);
@@ -106,16 +124,7 @@ impl Receiver {
         status: Arc<StatusBoard>,
     ) -> Self {
         let current = config.borrow().clone();
-        let started = u64::try_from(unix_now()).unwrap_or(0) * 1_000_000_000;
-        let shared = Arc::new(Shared {
-            pipe,
-            stats,
-            apm: Mutex::new(ApmStats::new(apm_config(current.as_deref()))),
-            deltas: Mutex::new(DeltaState::new(MAX_STATE_BYTES, started)),
-            config,
-            budget: BodyBudget::new(IN_FLIGHT_BYTES),
-            limits: Limits::from_env(|name| std::env::var(name).ok()),
-        });
+        let shared = Shared::new(config, pipe, stats);
         let mut receiver = Receiver {
             port: None,
             serving: None,
@@ -202,13 +211,46 @@ fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> Serving {
     let limits = shared.limits.http(CLOSE_TIMEOUT);
     let stats = shared.stats.clone();
     let refused = move || edge::refuse_connection(&stats.otlp.connections_refused, "OTLP");
-    let router = Router::new()
+    Serving::spawn(listener, routes(shared), limits, refused)
+}
+
+fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
         .layer(DefaultBodyLimit::disable())
-        .with_state(shared);
-    Serving::spawn(listener, router, limits, refused)
+        .with_state(shared)
+}
+
+/// The OTLP/HTTP routes with state of their own, for a server that serves
+/// them beside others: the drain takes Fir's telemetry drains on them.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    shared: Arc<Shared>,
+}
+
+impl Routes {
+    /// Routes into `pipe`, following `config` (APM stats' env, `keepRejected`).
+    pub fn new(
+        config: watch::Receiver<Option<Arc<DynoConfig>>>,
+        pipe: PipelineHandle,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Routes {
+            shared: Shared::new(config, pipe, stats),
+        }
+    }
+
+    /// `POST /v1/traces`, `/v1/metrics`, `/v1/logs`.
+    pub fn router(&self) -> Router {
+        routes(self.shared.clone())
+    }
+
+    /// Sends the APM stats buckets closed by now (all when `all`) to the pipeline.
+    pub fn flush_stats(&self, all: bool) {
+        self.shared.flush_stats(all);
+    }
 }
 
 /// Why a request was not taken: the status, the reason counted, the message sent.
