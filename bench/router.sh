@@ -31,6 +31,7 @@ class Dyno(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+ThreadingHTTPServer.request_queue_size = 1024  # socketserver's 5 would drop SYNs under wrk
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Dyno).serve_forever()
 PY
 dyno_pid=$!

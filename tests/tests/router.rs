@@ -21,19 +21,34 @@ struct Answer {
     body: String,
 }
 
-/// One HTTP/1.1 request on a connection of its own; `None` when nothing answered.
+/// One GET on a connection of its own; `None` when nothing answered.
 fn request(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<Answer> {
+    send(port, "GET", path, headers, b"")
+}
+
+/// One HTTP/1.1 request on a connection of its own; `None` when nothing answered.
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Answer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .ok()?;
     let mut text =
-        format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
+    if !body.is_empty() {
+        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
     text.push_str("\r\n");
     stream.write_all(text.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let raw = String::from_utf8_lossy(&raw).into_owned();
@@ -325,6 +340,22 @@ fn router_alone_sets_headers_skips_a_refusing_dyno_and_posts_logplex_frames() {
     }
     let seen = backend.requests();
     assert_eq!(seen.len(), 150);
+    // A request body passes through whole (streamed, not buffered by the router).
+    let upload: Vec<u8> = (0..3 << 19).map(|i: u32| (i % 251) as u8).collect();
+    let answer = send(port, "POST", "/upload", &[], &upload).unwrap();
+    assert_eq!(answer.status, 200);
+    let uploaded = backend
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/upload")
+        .unwrap();
+    assert_eq!(uploaded.method, "POST");
+    assert!(
+        uploaded.body == upload,
+        "{} bytes arrived of {}",
+        uploaded.body.len(),
+        upload.len()
+    );
     let first = &seen[0];
     assert_eq!(
         first.header("x-forwarded-for"),
@@ -348,10 +379,10 @@ fn router_alone_sets_headers_skips_a_refusing_dyno_and_posts_logplex_frames() {
     assert_eq!(ids.len(), 150);
 
     // The lines on stdout as `heroku logs` prints them…
-    wait_for(Duration::from_secs(10), "150 router lines", || {
-        (router_lines(&lines).len() >= 150).then_some(())
+    wait_for(Duration::from_secs(10), "151 router lines", || {
+        (router_lines(&lines).len() >= 151).then_some(())
     });
-    let stdout = regex::Regex::new(r#"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 heroku\[router\]: at=info method=GET path="/p\d+" .* fwd="203\.0\.113\.9, 127\.0\.0\.1" dyno=web\.1 connect=\d+ms service=\d+ms status=200 bytes=\d+ protocol=http$"#).unwrap();
+    let stdout = regex::Regex::new(r#"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 heroku\[router\]: at=info method=(GET path="/p\d+" .* fwd="203\.0\.113\.9, 127\.0\.0\.1"|POST path="/upload" .* fwd="127\.0\.0\.1") dyno=web\.1 connect=\d+ms service=\d+ms status=200 bytes=\d+ protocol=http$"#).unwrap();
     assert!(
         router_lines(&lines).iter().all(|l| stdout.is_match(l)),
         "{:?}",
@@ -359,10 +390,10 @@ fn router_alone_sets_headers_skips_a_refusing_dyno_and_posts_logplex_frames() {
     );
 
     // …and at the drain: a batch of 100, then the 50 left within about a second.
-    let posts = wait_for(Duration::from_secs(10), "150 lines at the drain", || {
+    let posts = wait_for(Duration::from_secs(10), "151 lines at the drain", || {
         let posts = drain.accepted("/logs");
         let n: usize = posts.iter().map(|p| frames(&p.body).len()).sum();
-        (n >= 150).then_some(posts)
+        (n >= 151).then_some(posts)
     });
     let mut messages = Vec::new();
     for post in &posts {
@@ -389,7 +420,11 @@ fn router_alone_sets_headers_skips_a_refusing_dyno_and_posts_logplex_frames() {
         );
         messages.extend(body);
     }
-    assert_eq!(messages.len(), 150);
+    assert_eq!(messages.len(), 151);
+    let (uploads, messages): (Vec<String>, Vec<String>) = messages
+        .into_iter()
+        .partition(|m| m.contains(r#" method=POST path="/upload" "#));
+    assert_eq!(uploads.len(), 1);
     let frame = regex::Regex::new(r#"^<158>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 host heroku router - at=info method=GET path="/p(\d+)" host=localhost:\d+ request_id=\S+ fwd="203\.0\.113\.9, 127\.0\.0\.1" dyno=web\.1 connect=\d+ms service=\d+ms status=200 bytes=\d+ protocol=http$"#).unwrap();
     let paths: BTreeSet<usize> = messages
         .iter()

@@ -177,6 +177,8 @@ async fn handle(request: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Resp
     let start_ms = jiff::Timestamp::now().as_millisecond();
     set(headers, "x-request-start", &start_ms.to_string());
     set(headers, "via", "1.1 vegur");
+    // One connection per request: the dyno may close it once it answered.
+    set(headers, "connection", "close");
     parts.uri = path.parse().unwrap_or_default();
     parts.version = Version::HTTP_11;
 
