@@ -148,6 +148,19 @@ impl Stats {
     fn add(&self, counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// `lines=… lines_dropped=… drain_posted=… drain_dropped=… drain_retries=…`.
+    pub fn summary(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "lines={} lines_dropped={} drain_posted={} drain_dropped={} drain_retries={}",
+            get(&self.lines),
+            get(&self.lines_dropped),
+            get(&self.drain_posted),
+            get(&self.drain_dropped),
+            get(&self.drain_retries)
+        )
+    }
 }
 
 /// Where the router lines are printed.
@@ -207,6 +220,7 @@ pub fn run_alone(
     let (router, future) = prepare(listener, options, LineTarget::Stdout)?;
     router.backends.set(backends);
     let runtime = runtime()?;
+    let stats = router.stats.clone();
     runtime.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let queue = future.drain.as_ref().map(|(q, _)| q.clone());
@@ -218,10 +232,11 @@ pub fn run_alone(
         if let (Some(queue), Some(url)) = (queue, drain_url) {
             // Lines still with the writer thread reach the queue within moments.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            drain::flush(&queue, &url, &router.stats).await;
+            drain::flush(&queue, &url, &stats).await;
         }
         Ok::<_, std::io::Error>(())
     })?;
+    eprintln!("router stopped: {}", router.stats.summary());
     Ok(())
 }
 

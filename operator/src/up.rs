@@ -134,6 +134,10 @@ pub fn run(options: UpOptions) -> Result<(), UpError> {
         up.start_due_dynos();
         if up.record_state()? {
             up.output.system("dynoscope", "all dynos stopped");
+            if let Some(router) = &up.router {
+                let summary = router.stats.summary();
+                up.output.system("dynoscope", &format!("router: {summary}"));
+            }
             return Ok(());
         }
         up.enforce_grace_period();

@@ -419,15 +419,26 @@ fn compose_formation_runs_reloads_and_stops_like_heroku() {
             ],
         )
         .unwrap_or_default();
-    let router_logs = formation.logs("router");
+    // `docker compose logs` may lag the container's stdout a little.
+    let routed_line = |logs: &str| {
+        logs.lines().any(|l| {
+            l.contains(r#"heroku[router]: at=info method=GET path="/routed" "#)
+                && (l.contains(" dyno=web.1 ") || l.contains(" dyno=web.2 "))
+                && l.contains(" status=200 ")
+        })
+    };
+    let mut router_logs = String::new();
+    for _ in 0..20 {
+        router_logs = formation.logs("router");
+        if routed_line(&router_logs) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     pending.check(
         routed.starts_with("HTTP/1.1 200")
             && routed.to_ascii_lowercase().contains("via: 1.1 vegur")
-            && router_logs.lines().any(|l| {
-                l.contains(r#"heroku[router]: at=info method=GET path="/routed" "#)
-                    && (l.contains(" dyno=web.1 ") || l.contains(" dyno=web.2 "))
-                    && l.contains(" status=200 ")
-            }),
+            && routed_line(&router_logs),
         format!("router: http://router:5000 answers through a web dyno and logs it: {routed:?}"),
     );
     pending.check(
