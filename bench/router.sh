@@ -3,7 +3,8 @@
 # straight to a web dyno, then through `dynoscope-operator router` in front
 # of it (which opens a new connection to the dyno per request, as Heroku's
 # router does). The dyno is a small keep-alive Python server answering
-# 2 bytes, the same in both runs, so the difference is the router's.
+# 2 bytes, the same in every run; "a connection per request" straight to it
+# is the baseline the router's own cost adds to.
 #
 #   bench/router.sh [BIN_DIR] [SECONDS] [CONNECTIONS]    default: target/release, 10, 10
 set -euo pipefail
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Dyno(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs (40 ms)
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Length", "2")
@@ -41,12 +43,14 @@ router_pid=$!
 trap 'kill $dyno_pid $router_pid 2>/dev/null || true' EXIT
 until curl -sf "127.0.0.1:$router_port/" > /dev/null; do sleep 0.1; done
 
-measure() { # $1: label, $2: port
-  wrk -t 2 -c "$conns" -d "${secs}s" --latency "http://127.0.0.1:$2/" | awk -v label="$1" '
+measure() { # $1: label, $2: port, $3…: more wrk arguments
+  wrk -t 2 -c "$conns" -d "${secs}s" --latency "${@:3}" "http://127.0.0.1:$2/" | awk -v label="$1" '
     /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 } /^Requests\/sec/ { rps = $2 }
-    END { printf "%-14s p50 %-9s p99 %-9s %s req/s\n", label, p50, p99, rps }'
+    END { printf "%-34s p50 %-9s p99 %-9s %s req/s\n", label, p50, p99, rps }'
 }
 echo "wrk -t 2 -c $conns -d ${secs}s, a Python dyno answering 2 bytes:"
-measure "direct" "$dyno_port"
-measure "router" "$router_port"
+measure "direct, keep-alive" "$dyno_port"
+# The router connects anew for each request: this is the dyno's share of that.
+measure "direct, a connection per request" "$dyno_port" -H "Connection: close"
+measure "router (keep-alive to the router)" "$router_port"
 echo "router RSS after the run: $(( $(awk '/VmRSS/ {print $2}' "/proc/$router_pid/status") / 1024 )) MiB"
