@@ -54,6 +54,8 @@ class Shop(BaseHTTPRequestHandler):
                     raise RuntimeError("the cart service is on fire")
                 if self.path.startswith("/leak"):
                     leak(self.path)
+                if self.path.startswith("/slow"):
+                    slow(self.path)
                 log.info("served %s", self.path)
             except RuntimeError:
                 status = 500
@@ -64,6 +66,9 @@ class Shop(BaseHTTPRequestHandler):
         body = f"{status} {self.path}\n".encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Dyno", os.environ.get("DYNO", ""))  # which dyno the router picked
+        if self.headers.get("X-Request-Id"):  # the id the router gave this request, echoed
+            self.send_header("X-Request-Id", self.headers["X-Request-Id"])
         self.end_headers()
         self.wfile.write(body)
         statsd.increment("shop.requests", tags=[f"path:{self.path}", f"status:{status}"])
@@ -82,6 +87,12 @@ def leak(path):
     query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
     mb = int(query.get("mb", ["100"])[0])
     LEAKED.append(b"\x01" * (mb << 20))  # written, so resident (or swapped), not just reserved
+
+
+def slow(path):
+    """`/slow?ms=N` answers after N ms (default 1000): the router's H12 on demand."""
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+    time.sleep(int(query.get("ms", ["1000"])[0]) / 1000)
 
 
 def customers():

@@ -115,6 +115,30 @@ pub enum Command {
         /// Run without the console (and without the dynos' console sinks).
         #[arg(long)]
         no_console: bool,
+        /// Run without the router: web.1 listens on `--port` itself, as before.
+        #[arg(long)]
+        no_router: bool,
+        /// The router's H12 timeout: the dyno's first response byte within it.
+        #[arg(long, default_value = "30s")]
+        router_timeout: dynoscope_crds::duration::HumanDuration,
+        /// Also send the router lines to this Logplex drain (`http://[user:pass@]host:port/path`).
+        #[arg(long)]
+        drain_url: Option<String>,
+    },
+    /// Run Heroku's router alone in front of web dynos (compose's `router` service).
+    Router {
+        /// Where it listens.
+        #[arg(long, default_value = "0.0.0.0:5000")]
+        listen: std::net::SocketAddr,
+        /// A web dyno, `DYNO=HOST:PORT` (repeat): `--backend web.1=web.1:5000`.
+        #[arg(long = "backend", required = true)]
+        backends: Vec<String>,
+        /// Also send the router lines to this Logplex drain (`http://[user:pass@]host:port/path`).
+        #[arg(long)]
+        drain_url: Option<String>,
+        /// H12 timeout: the dyno's first response byte within it.
+        #[arg(long, default_value = "30s")]
+        timeout: dynoscope_crds::duration::HumanDuration,
     },
     /// Serve the console alone, fed by the dynos' `console` sinks (compose's `console` service).
     Console {
@@ -192,7 +216,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backoff,
             console,
             no_console,
+            no_router,
+            router_timeout,
+            drain_url,
         } => {
+            let drain_url = drain_url
+                .as_deref()
+                .map(crate::router::drain::DrainUrl::parse)
+                .transpose()?;
             // Dynos run in the app directory: the paths they are given must not
             // be relative to ours.
             let app_dir = std::path::absolute(&app_dir).unwrap_or(app_dir);
@@ -207,7 +238,42 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 backoff: backoff.get(),
                 console: (!no_console).then_some(console),
+                router: (!no_router).then_some(crate::router::RouterOptions {
+                    timeout: router_timeout.get(),
+                    drain_url,
+                    ..crate::router::RouterOptions::default()
+                }),
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Router {
+            listen,
+            backends,
+            drain_url,
+            timeout,
+        } => {
+            let backends = backends
+                .iter()
+                .map(|b| crate::router::Backend::parse(b))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = crate::router::RouterOptions {
+                timeout: timeout.get(),
+                drain_url: drain_url
+                    .as_deref()
+                    .map(crate::router::drain::DrainUrl::parse)
+                    .transpose()?,
+                ..crate::router::RouterOptions::default()
+            };
+            let listener = crate::router::bind(listen)?;
+            eprintln!(
+                "router on {listen} in front of {}",
+                backends
+                    .iter()
+                    .map(|b| format!("{}={}", b.dyno, b.addr))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            crate::router::run_alone(listener, options, backends)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Console { listen } => {

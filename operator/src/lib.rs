@@ -12,6 +12,8 @@
 //! - [`watch`]: re-runs the reconcile on every change of the directory, debounced.
 //! - [`apply`]: `apply` / `delete` into a manifest directory, as kubectl answers.
 //! - [`up`]: the local dyno manager (`heroku local` with a sidecar per dyno).
+//! - [`router`]: Heroku's router in front of the web dynos (`up`, and alone
+//!   for compose): request headers, H codes, router lines, a Logplex drain.
 //! - [`console`]: the local console `up` serves: the formation, APM stats,
 //!   traces, checks and sinks in a browser, fed by each dyno's `console` sink.
 //! - [`fs`]: atomic writes, and removing what an interrupted one left.
@@ -29,6 +31,7 @@ pub mod console;
 pub mod files;
 pub mod fs;
 pub mod kube;
+pub mod router;
 pub mod signals;
 pub mod source;
 pub mod status;

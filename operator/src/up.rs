@@ -4,16 +4,20 @@
 //! The manifest beside the Procfile is reconciled by file mode into
 //! `STATE/rendered/<app>/<dyno>.yaml`; each dyno runs as
 //! `dynoscope-sidecar run --config … -- sh -c '<command>'` with `DYNO`, `PORT`
-//! and its own listener ports. Crashed dynos restart with Heroku's back-off,
+//! and its own listener ports; Heroku's router (`crate::router`) listens on
+//! `--port` in front of the web dynos, which take the ports above it
+//! (`up/routing.rs`). Crashed dynos restart with Heroku's back-off,
 //! shortened; an edited manifest is re-rendered and every sidecar hot-reloads
 //! it; Ctrl-C / SIGTERM stops every dyno with SIGTERM, then SIGKILL after the
 //! grace period.
 
 mod console;
+pub mod drain;
 mod dyno;
 pub mod output;
 mod plan;
 pub mod ports;
+mod routing;
 pub mod state;
 pub mod status;
 
@@ -32,6 +36,7 @@ use crate::up::state::{DynoState, UpState};
 pub use dyno::exit_code;
 use dyno::{heroku, kill, sync_dynos, Dyno};
 use plan::Plan;
+use routing::{start_drain, start_router, web_backends};
 
 /// The manifest `up` reads beside the Procfile.
 pub const MANIFEST: &str = "observability.yaml";
@@ -59,6 +64,20 @@ pub struct UpOptions {
     pub backoff: Duration,
     /// Where the console listens; `None` runs without one. Default: 127.0.0.1:5050.
     pub console: Option<std::net::SocketAddr>,
+    /// The router on `port` in front of the web dynos; `None` (`--no-router`)
+    /// gives web.1 `port` itself. Default: on, 30 s timeout.
+    pub router: Option<crate::router::RouterOptions>,
+}
+
+impl UpOptions {
+    /// The first app `PORT`: one past the router's when it runs, so no dyno takes its port.
+    pub fn app_port_base(&self) -> u16 {
+        if self.router.is_some() {
+            self.port.saturating_add(1)
+        } else {
+            self.port
+        }
+    }
 }
 
 /// Why `up` could not start.
@@ -81,6 +100,9 @@ pub enum UpError {
         /// The watcher's error.
         source: notify::Error,
     },
+    /// The router could not start.
+    #[error("{0}; pass another --port, or --no-router")]
+    Router(#[from] crate::router::RouterError),
     /// Writing the state failed.
     #[error("cannot write {path}: {source}")]
     State {
@@ -112,6 +134,10 @@ pub fn run(options: UpOptions) -> Result<(), UpError> {
         up.start_due_dynos();
         if up.record_state()? {
             up.output.system("dynoscope", "all dynos stopped");
+            if let Some(router) = &up.router {
+                let summary = router.stats.summary();
+                up.output.system("dynoscope", &format!("router: {summary}"));
+            }
             return Ok(());
         }
         up.enforce_grace_period();
@@ -152,6 +178,10 @@ struct Up {
     output: Output,
     /// The console, when it could listen.
     console: Option<crate::console::Console>,
+    /// The router, unless `--no-router`.
+    router: Option<crate::router::Router>,
+    /// The drain the router posts to, when the sidecar has one.
+    drain: Option<drain::DrainProcess>,
 }
 
 impl Up {
@@ -171,7 +201,7 @@ impl Up {
             formation: options.formation.clone(),
             heroku_app_name: None,
             local_agent_port: Some(options.agent_port),
-            console_endpoint,
+            console_endpoint: console_endpoint.clone(),
         });
         let report = reconciler.reconcile()?;
         if !report.errors.is_empty() {
@@ -192,6 +222,22 @@ impl Up {
                 + 9,
         );
         output.system("dynoscope", &console_message);
+        let (router, drain) = match &options.router {
+            Some(router_options) => {
+                let mut router_options = router_options.clone();
+                let drain = if router_options.drain_url.is_none() {
+                    start_drain(&options, &manifest, console_endpoint.as_deref(), &output)
+                } else {
+                    None
+                };
+                if let Some((_, url)) = &drain {
+                    router_options.drain_url = Some(url.clone());
+                }
+                let router = start_router(&options, router_options, &output, console.clone())?;
+                (Some(router), drain.map(|(process, _)| process))
+            }
+            None => (None, None),
+        };
         let mut dynos = Vec::new();
         sync_dynos(&mut dynos, &plan);
         let (tx, events) = mpsc::channel();
@@ -210,6 +256,8 @@ impl Up {
             events,
             output,
             console,
+            router,
+            drain,
         })
     }
 
@@ -278,6 +326,13 @@ impl Up {
         )?;
         if let Some(console) = &self.console {
             console.set_formation(&state.dynos);
+        }
+        if let Some(router) = &self.router {
+            router.backends.set(web_backends(
+                &state.dynos,
+                &self.plan,
+                self.options.app_port_base(),
+            ));
         }
         Ok(self.stopping.is_some() && self.dynos.iter().all(|d| d.running.is_none()))
     }
@@ -415,6 +470,9 @@ impl Up {
         self.output
             .system("dynoscope", "sending SIGTERM to all dynos");
         self.stopping = Some(Instant::now());
+        if let Some(drain) = &self.drain {
+            drain.stop();
+        }
         for dyno in self.dynos.iter_mut() {
             dyno.restart_at = None;
             kill(dyno, Signal::SIGTERM);

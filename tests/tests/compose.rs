@@ -44,6 +44,7 @@ impl Formation {
             // Any free host ports: the test reaches Prometheus and the console from inside the network.
             .env("DYNOSCOPE_PROMETHEUS_PORT", "0")
             .env("DYNOSCOPE_CONSOLE_PORT", "0")
+            .env("DYNOSCOPE_ROUTER_PORT", "0")
             .stdin(Stdio::null());
         cmd
     }
@@ -404,6 +405,41 @@ fn compose_formation_runs_reloads_and_stops_like_heroku() {
             .as_array()
             .is_some_and(|t| !t.is_empty()),
         "console: three dynos with memory and a trace at http://console:5050".into(),
+    );
+    let routed = formation
+        .exec(
+            "load",
+            &[
+                "curl",
+                "-s",
+                "-i",
+                "--max-time",
+                "5",
+                "http://router:5000/routed",
+            ],
+        )
+        .unwrap_or_default();
+    // `docker compose logs` may lag the container's stdout a little.
+    let routed_line = |logs: &str| {
+        logs.lines().any(|l| {
+            l.contains(r#"heroku[router]: at=info method=GET path="/routed" "#)
+                && (l.contains(" dyno=web.1 ") || l.contains(" dyno=web.2 "))
+                && l.contains(" status=200 ")
+        })
+    };
+    let mut router_logs = String::new();
+    for _ in 0..20 {
+        router_logs = formation.logs("router");
+        if routed_line(&router_logs) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    pending.check(
+        routed.starts_with("HTTP/1.1 200")
+            && routed.to_ascii_lowercase().contains("via: 1.1 vegur")
+            && routed_line(&router_logs),
+        format!("router: http://router:5000 answers through a web dyno and logs it: {routed:?}"),
     );
     pending.check(
         !formation

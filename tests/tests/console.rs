@@ -181,7 +181,7 @@ fn the_console_shows_the_shops_dynos_memory_traces_and_an_r14_in_a_real_browser(
     assert!(!page["detail"].as_str().unwrap().is_empty());
 
     // 600 MB more on a 512 MB dyno: its row shows R14.
-    let (status, _) = get(16601, "/leak?mb=600").unwrap();
+    let (status, _) = get(16602, "/leak?mb=600").unwrap();
     assert_eq!(status, 200);
     let png = app.path().join("console.png");
     let page = browser(&[&url, "r14", "web.2", png.to_str().unwrap()]);

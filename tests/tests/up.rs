@@ -106,17 +106,18 @@ fn formation_starts_prefixes_restarts_and_stops() {
     let lines = collect(up.stdout.take().unwrap());
     let errors = collect(up.stderr.take().unwrap());
 
-    // Each dyno gets DYNO and foreman's PORT, and its lines are prefixed `HH:MM:SS name | `.
+    // Each dyno gets DYNO and foreman's PORT one up from the router's (15000),
+    // and its lines are prefixed `HH:MM:SS name | `.
     wait_for(Duration::from_secs(20), "every dyno's first line", || {
         let all = [
-            "| DYNO=web.1 PORT=15000",
-            "| DYNO=web.2 PORT=15001",
-            "| DYNO=worker.1 PORT=15100",
+            "| DYNO=web.1 PORT=15001",
+            "| DYNO=web.2 PORT=15002",
+            "| DYNO=worker.1 PORT=15101",
         ];
         all.iter().all(|l| has(&lines, l)).then_some(())
     });
     let prefixed =
-        regex::Regex::new(r"^\d\d:\d\d:\d\d web\.2 +\| DYNO=web\.2 PORT=15001$").unwrap();
+        regex::Regex::new(r"^\d\d:\d\d:\d\d web\.2 +\| DYNO=web\.2 PORT=15002$").unwrap();
     assert!(lines
         .lock()
         .unwrap()

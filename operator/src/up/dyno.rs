@@ -88,10 +88,10 @@ pub(super) fn start(
     let port = ports::ports(
         &plan.formation,
         &dyno.name,
-        options.port,
+        options.app_port_base(),
         options.agent_port,
     )
-    .map_or(options.port, |p| p.app);
+    .map_or(options.app_port_base(), |p| p.app);
     let state = if dyno.restarts == 0 {
         "down"
     } else {
