@@ -115,6 +115,10 @@ pub enum Command {
         /// Run without the console (and without the dynos' console sinks).
         #[arg(long)]
         no_console: bool,
+        /// Dyno sizes over the manifest's: `standard-2x` for every type, or per type
+        /// (`web=standard-1x,worker=performance-m`); R14/R15 follow the size's memory.
+        #[arg(long, value_parser = parse_size_arg)]
+        size: Option<dynoscope_crds::size::SizeOverrides>,
     },
     /// Serve the console alone, fed by the dynos' `console` sinks (compose's `console` service).
     Console {
@@ -147,6 +151,10 @@ fn sidecar_binary() -> PathBuf {
 
 fn parse_formation_arg(text: &str) -> Result<BTreeMap<String, u32>, String> {
     parse_formation(text).map_err(|e| e.to_string())
+}
+
+fn parse_size_arg(text: &str) -> Result<dynoscope_crds::size::SizeOverrides, String> {
+    dynoscope_crds::size::SizeOverrides::parse(text).map_err(|e| e.to_string())
 }
 
 fn read_input(file: &Path) -> anyhow::Result<(String, String)> {
@@ -192,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backoff,
             console,
             no_console,
+            size,
         } => {
             // Dynos run in the app directory: the paths they are given must not
             // be relative to ours.
@@ -207,6 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 backoff: backoff.get(),
                 console: (!no_console).then_some(console),
+                sizes: size.unwrap_or_default(),
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -338,6 +348,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 heroku_app_name: heroku_app_name(),
                 local_agent_port: None,
                 console_endpoint: None,
+                sizes: Default::default(),
             });
             if once {
                 let report = reconciler.reconcile()?;

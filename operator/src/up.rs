@@ -14,6 +14,7 @@ mod dyno;
 pub mod output;
 mod plan;
 pub mod ports;
+pub mod size;
 pub mod state;
 pub mod status;
 
@@ -59,6 +60,8 @@ pub struct UpOptions {
     pub backoff: Duration,
     /// Where the console listens; `None` runs without one. Default: 127.0.0.1:5050.
     pub console: Option<std::net::SocketAddr>,
+    /// `--size`: dyno sizes over the manifest's. Default: none.
+    pub sizes: dynoscope_crds::size::SizeOverrides,
 }
 
 /// Why `up` could not start.
@@ -172,6 +175,7 @@ impl Up {
             heroku_app_name: None,
             local_agent_port: Some(options.agent_port),
             console_endpoint,
+            sizes: options.sizes.clone(),
         });
         let report = reconciler.reconcile()?;
         if !report.errors.is_empty() {

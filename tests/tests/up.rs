@@ -407,3 +407,162 @@ fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_chang
         errors.lock().unwrap()
     );
 }
+
+/// Whether one line holds both `a` and `b`.
+fn has_line(lines: &Lines, a: &str, b: &str) -> bool {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, l)| l.contains(a) && l.contains(b))
+}
+
+/// The README's `size:` example (section "Dyno sizes"): its `formation:` lines.
+fn readme_sizes_formation() -> String {
+    let readme = std::fs::read_to_string(dynoscope_tests::repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n### Dyno sizes\n")
+        .nth(1)
+        .expect("README.md has a Dyno sizes section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the Dyno sizes section has a yaml example");
+    let formation = yaml
+        .split_once("  formation:\n")
+        .map(|(_, rest)| rest)
+        .expect("the example sets spec.formation");
+    let lines: Vec<&str> = formation
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    format!("  formation:\n{}\n", lines.join("\n"))
+}
+
+/// The memory line of `dyno` (`sample#memory_total=… sample#memory_quota=…`), parsed:
+/// (total MB, quota MB) of each such line `up` printed, in order.
+fn memory_samples(lines: &Lines, dyno: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{dyno} ");
+    let mb = |line: &str, key: &str| -> Option<f64> {
+        let value = line.split(&format!("sample#{key}=")).nth(1)?;
+        value.split("MB").next()?.parse().ok()
+    };
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, l)| l.contains(&prefix) && l.contains(&format!("| source={dyno} ")))
+        .filter_map(|(_, l)| Some((mb(l, "memory_total")?, mb(l, "memory_quota")?)))
+        .collect()
+}
+
+#[test]
+fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
+    let app = tempfile::tempdir().unwrap();
+    let (_, manifest) = dynoscope_tests::shop::copy(app.path(), "1s");
+    let shipped = "  formation:\n    web: {quantity: 2}\n    worker: {quantity: 1}\n";
+    assert!(manifest.contains(shipped), "the shop's formation changed");
+    let sized = manifest.replace(shipped, &readme_sizes_formation());
+    assert!(sized.contains("size: standard-1x"), "{sized}");
+    std::fs::write(app.path().join("observability.yaml"), &sized).unwrap();
+    let mut up = Command::new(bin("dynoscope-operator"))
+        .arg("up")
+        .arg(app.path())
+        .args(["--port", "17000", "--agent-port", "28000"])
+        .args(["--backoff", "200ms", "--no-console"])
+        .env("PATH", dynoscope_tests::shop::path_with_python())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Up)
+        .unwrap();
+    let lines = collect(up.stdout.take().unwrap());
+    let errors = collect(up.stderr.take().unwrap());
+
+    // Each dyno's runtime line: its own tree, against its size (README: web
+    // standard-1x, worker Standard-2X), not the machine's memory.
+    let (web, worker) = wait_for(
+        Duration::from_secs(60),
+        "memory lines of web.1 and worker.1",
+        || {
+            let web = memory_samples(&lines, "web.1").last().copied()?;
+            let worker = memory_samples(&lines, "worker.1").last().copied()?;
+            Some((web, worker))
+        },
+    );
+    assert_eq!(web.1, 512.0, "web.1's quota: {web:?}");
+    assert_eq!(worker.1, 1024.0, "worker.1's quota: {worker:?}");
+    assert!(web.0 > 5.0 && web.0 < 400.0, "web.1's total: {web:?}");
+    assert!(has(&lines, "sample#memory_quota=512.00MB"));
+    assert!(!has(&lines, "Error R14"), "R14 before any leak");
+
+    // `status` shows the same quota.
+    let row = wait_for(Duration::from_secs(20), "web.1's memory in status", || {
+        status_rows(app.path())
+            .into_iter()
+            .find(|r| r[0] == "web.1" && r.len() >= 6 && r[5].ends_with("/512.0MB"))
+    });
+    assert_eq!(row[1], "up", "{row:?}");
+
+    // 600 MB more on a 512 MB dyno: R14, as Heroku prints it, and the line says so.
+    let (status, _) = dynoscope_tests::intake::get(17000, "/leak?mb=600").unwrap();
+    assert_eq!(status, 200);
+    wait_for(Duration::from_secs(30), "R14 on web.1", || {
+        has_line(&lines, "web.1 ", "| Error R14 (Memory quota exceeded)").then_some(())
+    });
+    let r14 = regex::Regex::new(r"web\.1 +\| Process running mem=(\d+)MB\((\d+\.\d)%\)$").unwrap();
+    let percent: f64 = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|(_, l)| Some(r14.captures(l)?[2].parse().unwrap()))
+        .expect("a `Process running mem=…MB(…%)` line");
+    assert!((110.0..200.0).contains(&percent), "{percent}");
+    let over = memory_samples(&lines, "web.1")
+        .into_iter()
+        .find(|(total, _)| *total > 600.0)
+        .expect("a memory line over 600 MB");
+    assert_eq!(over.1, 512.0, "{over:?}");
+    assert!(
+        !has_line(&lines, "worker.1 ", "Error R14"),
+        "only web.1 leaked"
+    );
+
+    // 500 MB more: past twice the quota, R15, and the dyno is killed and restarts.
+    let _ = dynoscope_tests::intake::get(17000, "/leak?mb=500");
+    wait_for(
+        Duration::from_secs(30),
+        "R15 and a restart of web.1",
+        || {
+            let restarted = starts_of(&lines, "heroku[web.1]").len() >= 2;
+            let r15 = has_line(
+                &lines,
+                "web.1 ",
+                "| Error R15 (Memory quota vastly exceeded)",
+            );
+            (r15 && restarted).then_some(())
+        },
+    );
+    assert!(has_line(
+        &lines,
+        "web.1 ",
+        "| Stopping process with SIGKILL"
+    ));
+    assert!(has(
+        &lines,
+        "heroku[web.1] | Process exited with status 137"
+    ));
+    assert!(has(
+        &lines,
+        "heroku[web.1] | State changed from up to crashed"
+    ));
+
+    nix_kill(up.id(), "TERM");
+    let code = up.wait().unwrap();
+    assert!(
+        code.success(),
+        "up exited with {code:?}; stderr: {:?}",
+        errors.lock().unwrap()
+    );
+}
