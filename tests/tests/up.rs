@@ -417,6 +417,34 @@ fn has_line(lines: &Lines, a: &str, b: &str) -> bool {
         .any(|(_, l)| l.contains(a) && l.contains(b))
 }
 
+/// Waits up to `seconds` for `check`; on time out, fails showing what `up` printed.
+fn wait_lines<T>(
+    lines: &Lines,
+    seconds: u64,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<String> = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, l)| l.clone())
+                .collect();
+            panic!(
+                "timed out after {seconds}s waiting for {what}; up printed:\n{}",
+                shown.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The README's `size:` example (section "Dyno sizes"): its `formation:` lines.
 fn readme_sizes_formation() -> String {
     let readme = std::fs::read_to_string(dynoscope_tests::repo_root().join("README.md")).unwrap();
@@ -469,7 +497,8 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     let mut up = Command::new(bin("dynoscope-operator"))
         .arg("up")
         .arg(app.path())
-        .args(["--port", "17000", "--agent-port", "28000"])
+        // Agent ports: web 29500, worker 30500 (clear of the other tests' blocks).
+        .args(["--port", "17000", "--agent-port", "29500"])
         .args(["--backoff", "200ms", "--no-console"])
         .env("PATH", dynoscope_tests::shop::path_with_python())
         .stdout(Stdio::piped())
@@ -498,7 +527,7 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     assert!(!has(&lines, "Error R14"), "R14 before any leak");
 
     // `status` shows the same quota.
-    let row = wait_for(Duration::from_secs(20), "web.1's memory in status", || {
+    let row = wait_for(Duration::from_secs(60), "web.1's memory in status", || {
         status_rows(app.path())
             .into_iter()
             .find(|r| r[0] == "web.1" && r.len() >= 6 && r[5].ends_with("/512.0MB"))
@@ -506,6 +535,11 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     assert_eq!(row[1], "up", "{row:?}");
 
     // 600 MB more on a 512 MB dyno: R14, as Heroku prints it, and the line says so.
+    wait_for(
+        Duration::from_secs(60),
+        "the shop answering on 17000",
+        || dynoscope_tests::intake::get(17000, "/").map(|_| ()),
+    );
     let (status, _) = dynoscope_tests::intake::get(17000, "/leak?mb=600").unwrap();
     assert_eq!(status, 200);
     wait_for(Duration::from_secs(30), "R14 on web.1", || {
@@ -519,10 +553,12 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
         .find_map(|(_, l)| Some(r14.captures(l)?[2].parse().unwrap()))
         .expect("a `Process running mem=…MB(…%)` line");
     assert!((110.0..200.0).contains(&percent), "{percent}");
-    let over = memory_samples(&lines, "web.1")
-        .into_iter()
-        .find(|(total, _)| *total > 600.0)
-        .expect("a memory line over 600 MB");
+    // The first R14 may come while the 600 MB are still being written.
+    let over = wait_lines(&lines, 30, "a memory line of web.1 over 600 MB", || {
+        memory_samples(&lines, "web.1")
+            .into_iter()
+            .find(|(total, _)| *total > 600.0)
+    });
     assert_eq!(over.1, 512.0, "{over:?}");
     assert!(
         !has_line(&lines, "worker.1 ", "Error R14"),
@@ -531,31 +567,35 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
 
     // 500 MB more: past twice the quota, R15, and the dyno is killed and restarts.
     let _ = dynoscope_tests::intake::get(17000, "/leak?mb=500");
-    wait_for(
-        Duration::from_secs(30),
-        "R15 and a restart of web.1",
-        || {
-            let restarted = starts_of(&lines, "heroku[web.1]").len() >= 2;
-            let r15 = has_line(
-                &lines,
-                "web.1 ",
-                "| Error R15 (Memory quota vastly exceeded)",
-            );
-            (r15 && restarted).then_some(())
-        },
-    );
+    wait_lines(&lines, 60, "R15 and a restart of web.1", || {
+        let starts = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains("heroku[web.1] ") && l.contains("| Starting process"))
+            .count();
+        let restarted = starts >= 2;
+        let r15 = has_line(
+            &lines,
+            "web.1 ",
+            "| Error R15 (Memory quota vastly exceeded)",
+        );
+        (r15 && restarted).then_some(())
+    });
     assert!(has_line(
         &lines,
         "web.1 ",
         "| Stopping process with SIGKILL"
     ));
-    assert!(has(
+    assert!(has_line(
         &lines,
-        "heroku[web.1] | Process exited with status 137"
+        "heroku[web.1] ",
+        "| Process exited with status 137"
     ));
-    assert!(has(
+    assert!(has_line(
         &lines,
-        "heroku[web.1] | State changed from up to crashed"
+        "heroku[web.1] ",
+        "| State changed from up to crashed"
     ));
 
     nix_kill(up.id(), "TERM");
