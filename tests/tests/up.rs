@@ -66,6 +66,30 @@ impl Drop for Up {
     }
 }
 
+/// Starts `up` as `command` says, collecting its stdout and stderr.
+fn start_up(command: &mut Command) -> (Up, Lines, Lines) {
+    let mut up = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Up)
+        .unwrap();
+    let lines = collect(up.stdout.take().unwrap());
+    let errors = collect(up.stderr.take().unwrap());
+    (up, lines, errors)
+}
+
+/// SIGTERM to `up`, which must stop every dyno and exit 0.
+fn stop_up(up: &mut Up, errors: &Lines) {
+    nix_kill(up.id(), "TERM");
+    let code = up.wait().unwrap();
+    assert!(
+        code.success(),
+        "up exited with {code:?}; stderr: {:?}",
+        errors.lock().unwrap()
+    );
+}
+
 fn has(lines: &Lines, needle: &str) -> bool {
     lines
         .lock()
@@ -86,25 +110,20 @@ fn formation_starts_prefixes_restarts_and_stops() {
     .unwrap();
     std::fs::write(app.path().join("observability.yaml"), MANIFEST).unwrap();
     // A relative app directory, as `scripts/up.sh` passes `examples/shop`.
-    let mut up = Command::new(bin("dynoscope-operator"))
-        .current_dir(app.path().parent().unwrap())
-        .arg("up")
-        .arg(app.path().file_name().unwrap())
-        .args([
-            "--port",
-            "15000",
-            "--agent-port",
-            "25000",
-            "--backoff",
-            "200ms",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Up)
-        .unwrap();
-    let lines = collect(up.stdout.take().unwrap());
-    let errors = collect(up.stderr.take().unwrap());
+    let (mut up, lines, errors) = start_up(
+        Command::new(bin("dynoscope-operator"))
+            .current_dir(app.path().parent().unwrap())
+            .arg("up")
+            .arg(app.path().file_name().unwrap())
+            .args([
+                "--port",
+                "15000",
+                "--agent-port",
+                "25000",
+                "--backoff",
+                "200ms",
+            ]),
+    );
 
     // Each dyno gets DYNO and foreman's PORT, and its lines are prefixed `HH:MM:SS name | `.
     wait_for(Duration::from_secs(20), "every dyno's first line", || {
@@ -176,13 +195,7 @@ fn formation_starts_prefixes_restarts_and_stops() {
             output.lock().unwrap()
         );
     }
-    nix_kill(up.id(), "TERM");
-    let code = up.wait().unwrap();
-    assert!(
-        code.success(),
-        "up exited with {code:?}; stderr: {:?}",
-        errors.lock().unwrap()
-    );
+    stop_up(&mut up, &errors);
     assert!(
         stop.elapsed() < Duration::from_secs(3 + 5),
         "stopping took {:?}",
@@ -202,12 +215,13 @@ fn formation_starts_prefixes_restarts_and_stops() {
 }
 
 fn starts_of(lines: &Lines, source: &str) -> Vec<Instant> {
-    let needle = format!("{source} | Starting process");
+    // `heroku[web.1]` is padded to the longest prefix: `heroku[web.1]    | …`.
+    let source = format!("{source} ");
     lines
         .lock()
         .unwrap()
         .iter()
-        .filter(|(_, l)| l.contains(&needle))
+        .filter(|(_, l)| l.contains(&source) && l.contains("| Starting process"))
         .map(|(t, _)| *t)
         .collect()
 }
@@ -241,25 +255,20 @@ fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_chang
     let (jsonl, manifest) = dynoscope_tests::shop::copy(app.path(), "1s");
     let manifest_path = app.path().join("observability.yaml");
     let path = dynoscope_tests::shop::path_with_python();
-    let mut up = Command::new(bin("dynoscope-operator"))
-        .arg("up")
-        .arg(app.path())
-        .args([
-            "--port",
-            "16000",
-            "--agent-port",
-            "27000",
-            "--backoff",
-            "200ms",
-        ])
-        .env("PATH", path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Up)
-        .unwrap();
-    let lines = collect(up.stdout.take().unwrap());
-    let errors = collect(up.stderr.take().unwrap());
+    let (mut up, lines, errors) = start_up(
+        Command::new(bin("dynoscope-operator"))
+            .arg("up")
+            .arg(app.path())
+            .args([
+                "--port",
+                "16000",
+                "--agent-port",
+                "27000",
+                "--backoff",
+                "200ms",
+            ])
+            .env("PATH", path),
+    );
     let read = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(&jsonl)
             .unwrap_or_default()
@@ -399,13 +408,12 @@ fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_chang
     assert_eq!(pids, after, "a dyno restarted on a tag change");
     assert!(!has(&lines, "State changed from up to crashed"));
 
-    nix_kill(up.id(), "TERM");
-    let code = up.wait().unwrap();
-    assert!(
-        code.success(),
-        "up exited with {code:?}; stderr: {:?}",
-        errors.lock().unwrap()
-    );
+    stop_up(&mut up, &errors);
+}
+
+/// `GET /leak?mb=<mb>` to the shop on `port`, from a thread of its own (not awaited).
+fn leak(port: u16, mb: u32) {
+    std::thread::spawn(move || dynoscope_tests::intake::get(port, &format!("/leak?mb={mb}")));
 }
 
 /// Whether one line holds both `a` and `b`.
@@ -494,20 +502,15 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     let sized = manifest.replace(shipped, &readme_sizes_formation());
     assert!(sized.contains("size: standard-1x"), "{sized}");
     std::fs::write(app.path().join("observability.yaml"), &sized).unwrap();
-    let mut up = Command::new(bin("dynoscope-operator"))
-        .arg("up")
-        .arg(app.path())
-        // Agent ports: web 29500, worker 30500 (clear of the other tests' blocks).
-        .args(["--port", "17000", "--agent-port", "29500"])
-        .args(["--backoff", "200ms", "--no-console"])
-        .env("PATH", dynoscope_tests::shop::path_with_python())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Up)
-        .unwrap();
-    let lines = collect(up.stdout.take().unwrap());
-    let errors = collect(up.stderr.take().unwrap());
+    let (mut up, lines, errors) = start_up(
+        Command::new(bin("dynoscope-operator"))
+            .arg("up")
+            .arg(app.path())
+            // Agent ports: web 29500, worker 30500 (clear of the other tests' blocks).
+            .args(["--port", "17000", "--agent-port", "29500"])
+            .args(["--backoff", "200ms", "--no-console"])
+            .env("PATH", dynoscope_tests::shop::path_with_python()),
+    );
 
     // Each dyno's runtime line: its own tree, against its size (README: web
     // standard-1x, worker Standard-2X), not the machine's memory.
@@ -540,8 +543,9 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
         "the shop answering on 17000",
         || dynoscope_tests::intake::get(17000, "/").map(|_| ()),
     );
-    let (status, _) = dynoscope_tests::intake::get(17000, "/leak?mb=600").unwrap();
-    assert_eq!(status, 200);
+    // Writing 600 MB can outlast the client's 5 s timeout on a loaded machine: the
+    // request is sent aside, and the dyno's lines are the proof.
+    leak(17000, 600);
     wait_for(Duration::from_secs(30), "R14 on web.1", || {
         has_line(&lines, "web.1 ", "| Error R14 (Memory quota exceeded)").then_some(())
     });
@@ -552,7 +556,8 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
         .iter()
         .find_map(|(_, l)| Some(r14.captures(l)?[2].parse().unwrap()))
         .expect("a `Process running mem=…MB(…%)` line");
-    assert!((110.0..200.0).contains(&percent), "{percent}");
+    // Over the quota, not yet twice it (the 600 MB may still be being written).
+    assert!(percent > 100.0 && percent < 200.0, "{percent}");
     // The first R14 may come while the 600 MB are still being written.
     let over = wait_lines(&lines, 30, "a memory line of web.1 over 600 MB", || {
         memory_samples(&lines, "web.1")
@@ -566,15 +571,9 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     );
 
     // 500 MB more: past twice the quota, R15, and the dyno is killed and restarts.
-    let _ = dynoscope_tests::intake::get(17000, "/leak?mb=500");
+    leak(17000, 500);
     wait_lines(&lines, 60, "R15 and a restart of web.1", || {
-        let starts = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, l)| l.contains("heroku[web.1] ") && l.contains("| Starting process"))
-            .count();
-        let restarted = starts >= 2;
+        let restarted = starts_of(&lines, "heroku[web.1]").len() >= 2;
         let r15 = has_line(
             &lines,
             "web.1 ",
@@ -598,11 +597,5 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
         "| State changed from up to crashed"
     ));
 
-    nix_kill(up.id(), "TERM");
-    let code = up.wait().unwrap();
-    assert!(
-        code.success(),
-        "up exited with {code:?}; stderr: {:?}",
-        errors.lock().unwrap()
-    );
+    stop_up(&mut up, &errors);
 }
