@@ -4,9 +4,10 @@
 //! The manifest beside the Procfile is reconciled by file mode into
 //! `STATE/rendered/<app>/<dyno>.yaml`; each dyno runs as
 //! `dynoscope-sidecar run --config … -- sh -c '<command>'` with `DYNO`, `PORT`
-//! and its own listener ports. Crashed dynos restart with Heroku's back-off,
-//! shortened; an edited manifest is re-rendered and every sidecar hot-reloads
-//! it; Ctrl-C / SIGTERM stops every dyno with SIGTERM, then SIGKILL after the
+//! and its own listener ports; each dyno has a size (`--size`, the manifest's,
+//! else standard-1x) whose quota its sidecar holds its process tree to.
+//! Crashed dynos restart with Heroku's back-off, shortened; an edited manifest
+//! is re-rendered and every sidecar hot-reloads it; Ctrl-C / SIGTERM stops every dyno with SIGTERM, then SIGKILL after the
 //! grace period.
 
 mod console;
