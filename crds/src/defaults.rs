@@ -40,6 +40,9 @@ pub const POSTGRES_URL_ENV: &str = "DATABASE_URL";
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
 /// Environment variable of the Memcached server list, as Memcached Cloud sets it.
 pub const MEMCACHED_SERVERS_ENV: &str = "MEMCACHEDCLOUD_SERVERS";
+/// A dyno's size under `up` when neither the manifest nor `--size` sets one: Heroku's
+/// standard-1X (512 MB, as eco and basic), so R14 shows locally as it would there.
+pub const LOCAL_DYNO_SIZE: &str = "standard-1x";
 /// Quantity of the `web` process type when neither the spec nor the command line sets it.
 pub const WEB_QUANTITY: u32 = 1;
 /// Quantity of other process types when neither the spec nor the command line sets it.

@@ -58,6 +58,9 @@ pub struct DynoConfig {
     pub drain: Option<crate::drain::DrainConfig>,
     /// The memory sampler.
     pub process_metrics: ProcessMetricsConfig,
+    /// The dyno's size and its memory quota; absent when none is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeConfig>,
     /// The integration checks this dyno (and no other) runs.
     pub integrations: Vec<IntegrationConfig>,
     /// A Datadog Agent `conf.d` directory whose checks this dyno (and no
@@ -118,6 +121,53 @@ pub struct ProcessMetricsConfig {
     pub interval: HumanDuration,
     /// Print Heroku's log-runtime-metrics lines.
     pub log_lines: bool,
+    /// Where the dyno's memory is read: `cgroup` (Heroku, containers) or
+    /// `processTree` (`up`, where dynos share the host's cgroup).
+    #[serde(default, skip_serializing_if = "MemoryFrom::is_cgroup")]
+    pub memory_from: MemoryFrom,
+}
+
+/// Where a dyno's memory figures come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MemoryFrom {
+    /// The dyno's memory cgroup (its limit is the quota); without one, the process tree.
+    #[default]
+    Cgroup,
+    /// The sidecar and the app's process tree, against [`DynoConfig::size`]'s quota:
+    /// dynos that share one host (`up`) also share its cgroup, which says nothing of one dyno.
+    ProcessTree,
+}
+
+impl MemoryFrom {
+    /// Whether this is the default, [`MemoryFrom::Cgroup`].
+    pub fn is_cgroup(&self) -> bool {
+        *self == MemoryFrom::Cgroup
+    }
+}
+
+/// A dyno's size (`formation.<type>.size` or `up --size`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SizeConfig {
+    /// Heroku's name, lower case, e.g. `standard-1x`.
+    pub name: String,
+    /// The size's memory: R14 above it, R15 (the dyno is killed) far above it.
+    pub memory_quota_bytes: u64,
+    /// The memory at which Heroku logs R15 and kills the dyno (2 × the quota; 1.2 × for
+    /// `-l-ram`, `-xl` and `-2xl` sizes).
+    pub memory_kill_bytes: u64,
+}
+
+impl SizeConfig {
+    /// The config of a size of the table.
+    pub fn of(size: &crate::size::DynoSize) -> Self {
+        SizeConfig {
+            name: size.name.to_owned(),
+            memory_quota_bytes: size.memory_bytes,
+            memory_kill_bytes: size.r15_bytes(),
+        }
+    }
 }
 
 /// One integration check, with every default resolved. Credentials stay names of variables.

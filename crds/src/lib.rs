@@ -12,6 +12,7 @@
 //! - [`validate`]: semantic checks the schema cannot express; each
 //!   [`validate::Problem`] names its field and what to do.
 //! - [`procfile`]: Procfiles and `web=2,worker=1` formations.
+//! - [`size`]: Heroku's dyno sizes and their memory (`formation.<type>.size`, `up --size`).
 //! - [`render`]: the one renderer, a pure function from a resource and a
 //!   formation to one [`dyno::DynoConfig`] per dyno; defaults come from [`defaults`].
 //! - [`logs`]: `spec.logs` and the logs part of a DynoConfig.
@@ -40,6 +41,7 @@ pub mod procfile;
 pub mod render;
 pub mod sidecar_status;
 pub mod sink;
+pub mod size;
 pub mod validate;
 pub mod value;
 

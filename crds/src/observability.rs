@@ -109,6 +109,17 @@ pub struct ProcessSpec {
     /// The command the dyno runs. Default: this type's line of the Procfile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Heroku's dyno size, any case (`standard-1x`, `Standard-1X`); its memory is the
+    /// dyno's quota under `up`, where R14 and R15 are reported against it. Sizes (MB and
+    /// GB binary): `eco`, `basic`, `standard-1x` 512 MB; `standard-2x` 1 GB;
+    /// `private-s`, `shield-s` 1 GB; `performance-m`, `private-m`, `shield-m` 2.5 GB;
+    /// `performance-l`, `private-l`, `shield-l` 14 GB; `performance-l-ram`,
+    /// `private-l-ram`, `shield-l-ram` 30 GB; `performance-xl`, `private-xl`,
+    /// `shield-xl` 62 GB; `performance-2xl`, `private-2xl`, `shield-2xl` 126 GB. On
+    /// Heroku and in containers the cgroup's limit stays the quota. Default: none (under
+    /// `up`, `standard-1x`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 /// A Datadog Agent `conf.d` directory whose `postgres`, `redisdb` and `mcache`

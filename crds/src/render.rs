@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::defaults;
 use crate::dyno::{
-    ApmConfig, DogStatsdConfig, DynoConfig, IntegrationConfig, ProcessMetricsConfig, SCHEMA_VERSION,
+    ApmConfig, DogStatsdConfig, DynoConfig, IntegrationConfig, MemoryFrom, ProcessMetricsConfig,
+    SizeConfig, SCHEMA_VERSION,
 };
 use crate::observability::{IntegrationSpec, ObservabilityConfig, OverrideSpec, SinkSpec};
 use crate::procfile::Procfile;
@@ -382,7 +383,14 @@ fn build(
             enabled: pm.enabled.unwrap_or(true),
             interval: pm.interval.unwrap_or(defaults::SAMPLE_INTERVAL),
             log_lines: pm.log_lines.unwrap_or(true),
+            memory_from: MemoryFrom::Cgroup,
         },
+        size: spec
+            .formation
+            .get(kind)
+            .and_then(|p| p.size.as_deref())
+            .and_then(|name| crate::size::parse(name).ok())
+            .map(SizeConfig::of),
         integrations,
         conf_d,
         logs,

@@ -112,6 +112,11 @@ pub fn validate(
                 );
             }
         }
+        if let Some(size) = &process.size {
+            if let Err(err) = crate::size::parse(size) {
+                p.error(format!("{field}.size"), err.to_string());
+            }
+        }
         if matches!(&process.command, Some(c) if c.trim().is_empty()) {
             p.error(
                 format!("{field}.command"),

@@ -124,6 +124,10 @@ pub enum Command {
         /// Also send the router lines to this Logplex drain (`http://[user:pass@]host:port/path`).
         #[arg(long)]
         drain_url: Option<String>,
+        /// Dyno sizes over the manifest's: `standard-2x` for every type, or per type
+        /// (`web=standard-1x,worker=performance-m`); R14/R15 follow the size's memory.
+        #[arg(long, value_parser = parse_size_arg)]
+        size: Option<dynoscope_crds::size::SizeOverrides>,
     },
     /// Run Heroku's router alone in front of web dynos (compose's `router` service).
     Router {
@@ -173,6 +177,10 @@ fn parse_formation_arg(text: &str) -> Result<BTreeMap<String, u32>, String> {
     parse_formation(text).map_err(|e| e.to_string())
 }
 
+fn parse_size_arg(text: &str) -> Result<dynoscope_crds::size::SizeOverrides, String> {
+    dynoscope_crds::size::SizeOverrides::parse(text).map_err(|e| e.to_string())
+}
+
 fn read_input(file: &Path) -> anyhow::Result<(String, String)> {
     use std::io::Read;
     if file == Path::new("-") {
@@ -219,6 +227,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_router,
             router_timeout,
             drain_url,
+            size,
         } => {
             let drain_url = drain_url
                 .as_deref()
@@ -243,6 +252,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     drain_url,
                     ..crate::router::RouterOptions::default()
                 }),
+                sizes: size.unwrap_or_default(),
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -404,6 +414,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 heroku_app_name: heroku_app_name(),
                 local_agent_port: None,
                 console_endpoint: None,
+                sizes: Default::default(),
             });
             if once {
                 let report = reconciler.reconcile()?;

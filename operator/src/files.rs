@@ -54,6 +54,8 @@ pub struct Options {
     pub local_agent_port: Option<u16>,
     /// `up`'s console: every dyno gets a `console` sink posting there.
     pub console_endpoint: Option<String>,
+    /// `up --size`: dyno sizes over the manifest's (only where dynos share one host).
+    pub sizes: dynoscope_crds::size::SizeOverrides,
 }
 
 /// What one reconcile did, for the log.
@@ -225,6 +227,7 @@ impl FileReconciler {
             Ok(mut rendered) => {
                 if let Some(base) = self.options.local_agent_port {
                     crate::up::ports::assign(&mut rendered, base);
+                    crate::up::size::apply(&mut rendered, &self.options.sizes);
                 }
                 if let Some(endpoint) = &self.options.console_endpoint {
                     crate::console::add_sink(&mut rendered, endpoint);

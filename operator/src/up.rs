@@ -6,9 +6,11 @@
 //! `dynoscope-sidecar run --config … -- sh -c '<command>'` with `DYNO`, `PORT`
 //! and its own listener ports; Heroku's router (`crate::router`) listens on
 //! `--port` in front of the web dynos, which take the ports above it
-//! (`up/routing.rs`). Crashed dynos restart with Heroku's back-off,
-//! shortened; an edited manifest is re-rendered and every sidecar hot-reloads
-//! it; Ctrl-C / SIGTERM stops every dyno with SIGTERM, then SIGKILL after the
+//! (`up/routing.rs`); each dyno has a size (`--size`, the manifest's, else
+//! standard-1x) whose quota its sidecar holds its process tree to. Crashed
+//! dynos restart with Heroku's back-off, shortened; an edited manifest is
+//! re-rendered and every sidecar hot-reloads it; Ctrl-C / SIGTERM stops every
+//! dyno with SIGTERM, then SIGKILL after the
 //! grace period.
 
 mod console;
@@ -18,6 +20,7 @@ pub mod output;
 mod plan;
 pub mod ports;
 mod routing;
+pub mod size;
 pub mod state;
 pub mod status;
 
@@ -67,6 +70,8 @@ pub struct UpOptions {
     /// The router on `port` in front of the web dynos; `None` (`--no-router`)
     /// gives web.1 `port` itself. Default: on, 30 s timeout.
     pub router: Option<crate::router::RouterOptions>,
+    /// `--size`: dyno sizes over the manifest's. Default: none.
+    pub sizes: dynoscope_crds::size::SizeOverrides,
 }
 
 impl UpOptions {
@@ -202,6 +207,7 @@ impl Up {
             heroku_app_name: None,
             local_agent_port: Some(options.agent_port),
             console_endpoint: console_endpoint.clone(),
+            sizes: options.sizes.clone(),
         });
         let report = reconciler.reconcile()?;
         if !report.errors.is_empty() {

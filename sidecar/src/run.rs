@@ -129,7 +129,13 @@ pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
             let (config, handle, status) = (bus.subscribe(), pipeline.handle(), status.clone());
             move || {
                 let sampler = Sampler::new(Path::new("/proc"), Path::new("/sys/fs/cgroup"));
-                sampler::run(sampler, config.clone(), handle.clone(), status.clone())
+                sampler::run(
+                    sampler,
+                    config.clone(),
+                    handle.clone(),
+                    status.clone(),
+                    app_pid,
+                )
             }
         }),
         contained("conf.d watcher", &stats, {

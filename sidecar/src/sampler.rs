@@ -3,6 +3,14 @@
 //! the pipeline as gauges; prints Heroku's log-runtime-metrics lines when asked; and
 //! keeps the last values for `/status`.
 //!
+//! Under `up` (`processMetrics.memoryFrom: processTree`) every dyno shares the host's
+//! cgroup, which says nothing of one dyno: there the dyno's memory is the sidecar and the
+//! app's process tree, its quota is its size's (`size.memoryQuotaBytes`, else the
+//! machine's memory), R14 is reported above the quota and, past `size.memoryKillBytes`,
+//! R15 is reported and the app's process group is killed with SIGKILL, as Heroku's dyno
+//! manager does (the dyno then crashes and `up` restarts it). Everywhere else the cgroup
+//! stays the source.
+//!
 //! - [`cgroup`]: the dyno's memory from cgroup v1 or v2 files.
 //! - [`procs`]: `/proc` readers (process tree, own RSS, load averages).
 //! - [`log_lines`]: Heroku's exact line formats.
@@ -15,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dynoscope_crds::dyno::MemoryFrom;
 use dynoscope_crds::sidecar_status::SamplerStatus;
 use dynoscope_crds::DynoConfig;
 use tokio::sync::watch;
@@ -51,7 +60,8 @@ pub enum MemorySource {
     CgroupV1,
     /// cgroup v2 files.
     CgroupV2,
-    /// No readable cgroup: the sum of the app's processes and the sidecar.
+    /// The sum of the app's processes and the sidecar: under `up`, or without a
+    /// readable cgroup.
     Processes,
 }
 
@@ -64,7 +74,8 @@ pub struct Sample {
     pub dyno: DynoMemory,
     /// Where `dyno` came from.
     pub source: MemorySource,
-    /// The cgroup's limit, else the machine's memory; 0 when neither is known.
+    /// The cgroup's limit (the size's under `up`), else the machine's memory; 0 when
+    /// neither is known.
     pub quota: u64,
     /// Load averages.
     pub load: LoadAvg,
@@ -114,7 +125,8 @@ impl Sampler {
     }
 
     /// Reads everything now; what fails is listed in [`Sample::errors`] and reads as zero.
-    pub fn sample(&mut self) -> Sample {
+    /// `budget` says where the dyno's memory and quota come from.
+    pub fn sample(&mut self, budget: &Budget) -> Sample {
         let mut errors = Vec::new();
         let now = Instant::now();
         let app = self.tree.descendants(self.pid).unwrap_or_else(|err| {
@@ -130,7 +142,11 @@ impl Sampler {
             _ => 0.0,
         };
         let sidecar_rss = procs::rss(&self.proc_root, "self").unwrap_or(0);
-        let (dyno, source) = match self.cgroup.as_ref().map(Cgroup::read) {
+        let cgroup = match budget.from {
+            MemoryFrom::Cgroup => self.cgroup.as_ref().map(Cgroup::read),
+            MemoryFrom::ProcessTree => None,
+        };
+        let (dyno, source) = match cgroup {
             Some(Ok(memory)) => (memory, source_of(self.cgroup.as_ref())),
             other => {
                 if let Some(Err(err)) = other {
@@ -139,6 +155,9 @@ impl Sampler {
                 let memory = DynoMemory {
                     rss: app.rss + sidecar_rss,
                     swap: app.swap,
+                    quota: budget
+                        .quota
+                        .filter(|_| budget.from == MemoryFrom::ProcessTree),
                     ..DynoMemory::default()
                 };
                 (memory, MemorySource::Processes)
@@ -163,6 +182,35 @@ impl Sampler {
             sidecar_rss,
             errors,
         }
+    }
+}
+
+/// Where a dyno's memory and quota come from, from its config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// The cgroup, or (under `up`) the process tree.
+    pub from: MemoryFrom,
+    /// The size's quota, bytes: used only with [`MemoryFrom::ProcessTree`].
+    pub quota: Option<u64>,
+    /// The size's R15 limit, bytes: past it the app is killed (process tree only).
+    pub kill: Option<u64>,
+}
+
+impl Budget {
+    /// The budget a config gives.
+    pub fn of(config: &DynoConfig) -> Self {
+        let size = config.size.as_ref();
+        Budget {
+            from: config.process_metrics.memory_from,
+            quota: size.map(|s| s.memory_quota_bytes),
+            kill: size.map(|s| s.memory_kill_bytes),
+        }
+    }
+
+    /// Whether `total` is past the R15 limit where the sidecar itself must kill the app
+    /// (on Heroku and in containers the platform or the kernel does).
+    pub fn must_kill(&self, total: u64) -> bool {
+        self.from == MemoryFrom::ProcessTree && self.kill.is_some_and(|kill| total > kill)
     }
 }
 
@@ -219,6 +267,7 @@ struct Settings {
     log_lines: bool,
     source: String,
     dyno_id: String,
+    budget: Budget,
 }
 
 impl Settings {
@@ -235,16 +284,19 @@ impl Settings {
             log_lines: config.process_metrics.log_lines,
             source: config.dyno.clone(),
             dyno_id: log_lines::dyno_id(&config.app, &config.dyno, heroku_dyno_id.as_deref()),
+            budget: Budget::of(config),
         })
     }
 }
 
-/// Samples until the config channel closes, following config changes.
+/// Samples until the config channel closes, following config changes. `app` is the
+/// app's process group, killed past R15 under `up`.
 pub async fn run(
     mut sampler: Sampler,
     mut config: watch::Receiver<Option<Arc<DynoConfig>>>,
     pipeline: PipelineHandle,
     status: Arc<StatusBoard>,
+    app: Option<u32>,
 ) {
     loop {
         let current = Settings::of(config.borrow_and_update().as_deref());
@@ -258,7 +310,7 @@ pub async fn run(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticker.tick() => take(&mut sampler, &settings, &pipeline, &status),
+                _ = ticker.tick() => take(&mut sampler, &settings, &pipeline, &status, app),
                 changed = config.changed() => {
                     if changed.is_err() {
                         return;
@@ -277,9 +329,10 @@ fn take(
     settings: &Settings,
     pipeline: &PipelineHandle,
     status: &StatusBoard,
+    app: Option<u32>,
 ) {
     let stats = pipeline.stats();
-    let sample = sampler.sample();
+    let sample = sampler.sample(&settings.budget);
     stats.sampler.samples.inc();
     if !sample.errors.is_empty() {
         stats.sampler.errors.inc();
@@ -296,8 +349,16 @@ fn take(
         errors: sample.errors.clone(),
     });
     pipeline.send(Telemetry::Points(points));
-    let over_quota = log_lines::r14_lines(sample.dyno.total(), sample.quota);
-    if over_quota.is_some() {
+    let total = sample.dyno.total();
+    let kill = settings.budget.must_kill(total);
+    let over_quota: Vec<String> = if kill {
+        log_lines::r15_lines(total, sample.quota).to_vec()
+    } else {
+        log_lines::r14_lines(total, sample.quota)
+            .map(|lines| lines.to_vec())
+            .unwrap_or_default()
+    };
+    if !over_quota.is_empty() {
         stats.sampler.over_quota.inc();
     }
     if settings.log_lines {
@@ -312,7 +373,7 @@ fn take(
             ),
         ]
         .into_iter()
-        .chain(over_quota.into_iter().flatten())
+        .chain(over_quota)
         {
             text.push_str(&line);
             text.push('\n');
@@ -320,6 +381,31 @@ fn take(
         // Queued for stdout's writer thread: a blocked or closed stdout must not stop
         // sampling (lines it cannot take are dropped and counted there).
         output::stdout(text.as_bytes());
+    }
+    if kill {
+        kill_app(app, total, stats);
+    }
+}
+
+/// R15 under `up`: SIGKILL to the app's process group, as Heroku's dyno manager kills a
+/// dyno at twice its quota. The supervisor then sees the app exit (137), the sidecar
+/// exits with it and `up` restarts the crashed dyno with its back-off. Killing, rather
+/// than only printing, keeps a leaking app from taking the laptop's memory, and shows
+/// the restart a team would see on Heroku.
+fn kill_app(app: Option<u32>, total: u64, stats: &crate::stats::Stats) {
+    let Some(group) = app.and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    tracing::warn!(
+        "R15: the dyno uses {} MB, past its size's limit: sending SIGKILL to the app's process group",
+        total >> 20
+    );
+    match nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(group),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        Ok(()) => stats.sampler.killed.inc(),
+        Err(err) => tracing::warn!("cannot kill the app's process group: {err}"),
     }
 }
 

@@ -171,8 +171,10 @@ pub struct SamplerStats {
     pub samples: Counter,
     /// Samples that could not read the cgroup or `/proc`.
     pub errors: Counter,
-    /// Samples where the dyno used more memory than its quota (Heroku's R14).
+    /// Samples where the dyno used more memory than its quota (Heroku's R14, or R15).
     pub over_quota: Counter,
+    /// Times the app was killed for R15 under `up` (past its size's limit).
+    pub killed: Counter,
 }
 
 /// Counters of the sidecar's own tasks.

@@ -66,6 +66,30 @@ impl Drop for Up {
     }
 }
 
+/// Starts `up` as `command` says, collecting its stdout and stderr.
+fn start_up(command: &mut Command) -> (Up, Lines, Lines) {
+    let mut up = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Up)
+        .unwrap();
+    let lines = collect(up.stdout.take().unwrap());
+    let errors = collect(up.stderr.take().unwrap());
+    (up, lines, errors)
+}
+
+/// SIGTERM to `up`, which must stop every dyno and exit 0.
+fn stop_up(up: &mut Up, errors: &Lines) {
+    nix_kill(up.id(), "TERM");
+    let code = up.wait().unwrap();
+    assert!(
+        code.success(),
+        "up exited with {code:?}; stderr: {:?}",
+        errors.lock().unwrap()
+    );
+}
+
 fn has(lines: &Lines, needle: &str) -> bool {
     lines
         .lock()
@@ -86,25 +110,20 @@ fn formation_starts_prefixes_restarts_and_stops() {
     .unwrap();
     std::fs::write(app.path().join("observability.yaml"), MANIFEST).unwrap();
     // A relative app directory, as `scripts/up.sh` passes `examples/shop`.
-    let mut up = Command::new(bin("dynoscope-operator"))
-        .current_dir(app.path().parent().unwrap())
-        .arg("up")
-        .arg(app.path().file_name().unwrap())
-        .args([
-            "--port",
-            "15000",
-            "--agent-port",
-            "25000",
-            "--backoff",
-            "200ms",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Up)
-        .unwrap();
-    let lines = collect(up.stdout.take().unwrap());
-    let errors = collect(up.stderr.take().unwrap());
+    let (mut up, lines, errors) = start_up(
+        Command::new(bin("dynoscope-operator"))
+            .current_dir(app.path().parent().unwrap())
+            .arg("up")
+            .arg(app.path().file_name().unwrap())
+            .args([
+                "--port",
+                "15000",
+                "--agent-port",
+                "25000",
+                "--backoff",
+                "200ms",
+            ]),
+    );
 
     // Each dyno gets DYNO and foreman's PORT one up from the router's (15000),
     // and its lines are prefixed `HH:MM:SS name | `.
@@ -177,13 +196,7 @@ fn formation_starts_prefixes_restarts_and_stops() {
             output.lock().unwrap()
         );
     }
-    nix_kill(up.id(), "TERM");
-    let code = up.wait().unwrap();
-    assert!(
-        code.success(),
-        "up exited with {code:?}; stderr: {:?}",
-        errors.lock().unwrap()
-    );
+    stop_up(&mut up, &errors);
     assert!(
         stop.elapsed() < Duration::from_secs(3 + 5),
         "stopping took {:?}",
@@ -203,12 +216,13 @@ fn formation_starts_prefixes_restarts_and_stops() {
 }
 
 fn starts_of(lines: &Lines, source: &str) -> Vec<Instant> {
-    let needle = format!("{source} | Starting process");
+    // `heroku[web.1]` is padded to the longest prefix: `heroku[web.1]    | …`.
+    let source = format!("{source} ");
     lines
         .lock()
         .unwrap()
         .iter()
-        .filter(|(_, l)| l.contains(&needle))
+        .filter(|(_, l)| l.contains(&source) && l.contains("| Starting process"))
         .map(|(t, _)| *t)
         .collect()
 }
@@ -242,25 +256,20 @@ fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_chang
     let (jsonl, manifest) = dynoscope_tests::shop::copy(app.path(), "1s");
     let manifest_path = app.path().join("observability.yaml");
     let path = dynoscope_tests::shop::path_with_python();
-    let mut up = Command::new(bin("dynoscope-operator"))
-        .arg("up")
-        .arg(app.path())
-        .args([
-            "--port",
-            "16000",
-            "--agent-port",
-            "27000",
-            "--backoff",
-            "200ms",
-        ])
-        .env("PATH", path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Up)
-        .unwrap();
-    let lines = collect(up.stdout.take().unwrap());
-    let errors = collect(up.stderr.take().unwrap());
+    let (mut up, lines, errors) = start_up(
+        Command::new(bin("dynoscope-operator"))
+            .arg("up")
+            .arg(app.path())
+            .args([
+                "--port",
+                "16000",
+                "--agent-port",
+                "27000",
+                "--backoff",
+                "200ms",
+            ])
+            .env("PATH", path),
+    );
     let read = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(&jsonl)
             .unwrap_or_default()
@@ -400,11 +409,194 @@ fn the_shop_runs_under_up_with_traces_mapped_metrics_memory_and_a_live_tag_chang
     assert_eq!(pids, after, "a dyno restarted on a tag change");
     assert!(!has(&lines, "State changed from up to crashed"));
 
-    nix_kill(up.id(), "TERM");
-    let code = up.wait().unwrap();
-    assert!(
-        code.success(),
-        "up exited with {code:?}; stderr: {:?}",
-        errors.lock().unwrap()
+    stop_up(&mut up, &errors);
+}
+
+/// `GET /leak?mb=<mb>` to the shop on `port`, from a thread of its own (not awaited).
+fn leak(port: u16, mb: u32) {
+    std::thread::spawn(move || dynoscope_tests::intake::get(port, &format!("/leak?mb={mb}")));
+}
+
+/// Whether one line holds both `a` and `b`.
+fn has_line(lines: &Lines, a: &str, b: &str) -> bool {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, l)| l.contains(a) && l.contains(b))
+}
+
+/// Waits up to `seconds` for `check`; on time out, fails showing what `up` printed.
+fn wait_lines<T>(
+    lines: &Lines,
+    seconds: u64,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<String> = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, l)| l.clone())
+                .collect();
+            panic!(
+                "timed out after {seconds}s waiting for {what}; up printed:\n{}",
+                shown.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The README's `size:` example (section "Dyno sizes"): its `formation:` lines.
+fn readme_sizes_formation() -> String {
+    let readme = std::fs::read_to_string(dynoscope_tests::repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n### Dyno sizes\n")
+        .nth(1)
+        .expect("README.md has a Dyno sizes section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the Dyno sizes section has a yaml example");
+    let formation = yaml
+        .split_once("  formation:\n")
+        .map(|(_, rest)| rest)
+        .expect("the example sets spec.formation");
+    let lines: Vec<&str> = formation
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    format!("  formation:\n{}\n", lines.join("\n"))
+}
+
+/// The memory line of `dyno` (`sample#memory_total=… sample#memory_quota=…`), parsed:
+/// (total MB, quota MB) of each such line `up` printed, in order.
+fn memory_samples(lines: &Lines, dyno: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{dyno} ");
+    let mb = |line: &str, key: &str| -> Option<f64> {
+        let value = line.split(&format!("sample#{key}=")).nth(1)?;
+        value.split("MB").next()?.parse().ok()
+    };
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, l)| l.contains(&prefix) && l.contains(&format!("| source={dyno} ")))
+        .filter_map(|(_, l)| Some((mb(l, "memory_total")?, mb(l, "memory_quota")?)))
+        .collect()
+}
+
+#[test]
+fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
+    let app = tempfile::tempdir().unwrap();
+    let (_, manifest) = dynoscope_tests::shop::copy(app.path(), "1s");
+    let shipped = "  formation:\n    web: {quantity: 2}\n    worker: {quantity: 1}\n";
+    assert!(manifest.contains(shipped), "the shop's formation changed");
+    let sized = manifest.replace(shipped, &readme_sizes_formation());
+    assert!(sized.contains("size: standard-1x"), "{sized}");
+    std::fs::write(app.path().join("observability.yaml"), &sized).unwrap();
+    let (mut up, lines, errors) = start_up(
+        Command::new(bin("dynoscope-operator"))
+            .arg("up")
+            .arg(app.path())
+            // Agent ports: web 29500, worker 30500 (clear of the other tests' blocks).
+            .args(["--port", "17000", "--agent-port", "29500"])
+            .args(["--backoff", "200ms", "--no-console"])
+            .env("PATH", dynoscope_tests::shop::path_with_python()),
     );
+
+    // Each dyno's runtime line: its own tree, against its size (README: web
+    // standard-1x, worker Standard-2X), not the machine's memory.
+    let (web, worker) = wait_for(
+        Duration::from_secs(60),
+        "memory lines of web.1 and worker.1",
+        || {
+            let web = memory_samples(&lines, "web.1").last().copied()?;
+            let worker = memory_samples(&lines, "worker.1").last().copied()?;
+            Some((web, worker))
+        },
+    );
+    assert_eq!(web.1, 512.0, "web.1's quota: {web:?}");
+    assert_eq!(worker.1, 1024.0, "worker.1's quota: {worker:?}");
+    assert!(web.0 > 5.0 && web.0 < 400.0, "web.1's total: {web:?}");
+    assert!(has(&lines, "sample#memory_quota=512.00MB"));
+    assert!(!has(&lines, "Error R14"), "R14 before any leak");
+
+    // `status` shows the same quota.
+    let row = wait_for(Duration::from_secs(60), "web.1's memory in status", || {
+        status_rows(app.path())
+            .into_iter()
+            .find(|r| r[0] == "web.1" && r.len() >= 6 && r[5].ends_with("/512.0MB"))
+    });
+    assert_eq!(row[1], "up", "{row:?}");
+
+    // 600 MB more on a 512 MB dyno: R14, as Heroku prints it, and the line says so.
+    wait_for(
+        Duration::from_secs(60),
+        "the shop answering on 17000",
+        || dynoscope_tests::intake::get(17000, "/").map(|_| ()),
+    );
+    // Writing 600 MB can outlast the client's 5 s timeout on a loaded machine: the
+    // request is sent aside, and the dyno's lines are the proof.
+    leak(17000, 600);
+    wait_for(Duration::from_secs(30), "R14 on web.1", || {
+        has_line(&lines, "web.1 ", "| Error R14 (Memory quota exceeded)").then_some(())
+    });
+    let r14 = regex::Regex::new(r"web\.1 +\| Process running mem=(\d+)MB\((\d+\.\d)%\)$").unwrap();
+    let percent: f64 = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|(_, l)| Some(r14.captures(l)?[2].parse().unwrap()))
+        .expect("a `Process running mem=…MB(…%)` line");
+    // Over the quota, not yet twice it (the 600 MB may still be being written).
+    assert!(percent > 100.0 && percent < 200.0, "{percent}");
+    // The first R14 may come while the 600 MB are still being written.
+    let over = wait_lines(&lines, 30, "a memory line of web.1 over 600 MB", || {
+        memory_samples(&lines, "web.1")
+            .into_iter()
+            .find(|(total, _)| *total > 600.0)
+    });
+    assert_eq!(over.1, 512.0, "{over:?}");
+    assert!(
+        !has_line(&lines, "worker.1 ", "Error R14"),
+        "only web.1 leaked"
+    );
+
+    // 500 MB more: past twice the quota, R15, and the dyno is killed and restarts.
+    leak(17000, 500);
+    wait_lines(&lines, 60, "R15 and a restart of web.1", || {
+        let restarted = starts_of(&lines, "heroku[web.1]").len() >= 2;
+        let r15 = has_line(
+            &lines,
+            "web.1 ",
+            "| Error R15 (Memory quota vastly exceeded)",
+        );
+        (r15 && restarted).then_some(())
+    });
+    assert!(has_line(
+        &lines,
+        "web.1 ",
+        "| Stopping process with SIGKILL"
+    ));
+    assert!(has_line(
+        &lines,
+        "heroku[web.1] ",
+        "| Process exited with status 137"
+    ));
+    assert!(has_line(
+        &lines,
+        "heroku[web.1] ",
+        "| State changed from up to crashed"
+    ));
+
+    stop_up(&mut up, &errors);
 }

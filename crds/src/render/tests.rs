@@ -75,6 +75,46 @@ fn formation_from_procfile_and_command_line() {
 }
 
 #[test]
+fn sizes_render_their_quota_in_any_case() {
+    let config = resource(
+        "formation:\n  web: {quantity: 1, size: Standard-1X}\n  worker: {quantity: 1, size: performance-m}\n  clock: {quantity: 1}\n",
+    );
+    let rendered = render(&input(&config)).unwrap();
+    let sizes: Vec<_> = rendered
+        .dynos
+        .iter()
+        .map(|d| {
+            d.size
+                .as_ref()
+                .map(|s| (s.name.as_str(), s.memory_quota_bytes, s.memory_kill_bytes))
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            Some(("standard-1x", 512 << 20, 1024 << 20)),
+            None,
+            Some(("performance-m", 2560 << 20, 5120 << 20)),
+        ]
+    );
+    // The cgroup stays the source unless `up` says otherwise.
+    assert!(rendered
+        .dynos
+        .iter()
+        .all(|d| d.process_metrics.memory_from == MemoryFrom::Cgroup));
+    let yaml = rendered.dynos[0].to_yaml();
+    assert!(
+        yaml.contains("size:\n  name: standard-1x\n  memoryQuotaBytes: 536870912\n"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("memoryFrom"), "{yaml}");
+
+    let bad = resource("formation:\n  web: {size: huge}\n");
+    let err = render(&input(&bad)).err().unwrap();
+    assert_eq!(err.problems[0].field, "spec.formation.web.size");
+}
+
+#[test]
 fn hostnames() {
     let cases: &[(&str, Option<&str>, &str)] = &[
         ("", None, "shop.web.1"),

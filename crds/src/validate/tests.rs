@@ -75,6 +75,13 @@ const CASES: &[(&str, &str, &str, Severity)] = &[
         "unknown aggregate",
         Severity::Error,
     ),
+    // Sizes from Heroku's table, the table listed.
+    (
+        "{formation: {web: {size: standard-3x}}}",
+        "spec.formation.web.size",
+        "unknown dyno size `standard-3x`: use one of eco, basic, standard-1x, standard-2x",
+        Severity::Error,
+    ),
     // Quantity >= 0.
     (
         "{formation: {web: {quantity: -1}}}",

@@ -45,8 +45,8 @@ pub const MAX_SAMPLES: usize = 2000;
 /// 16 B) under 10 MiB, router buckets 90 × 2000 × 4 B under 1 MiB, statuses
 /// 64 × ~16 KiB = 1 MiB; doubled for maps and rounding.
 pub const STATED_BOUND_BYTES: usize = 64 * 1024 * 1024;
-/// A standard-1X dyno's quota, the dyno size assumed when the sidecar's
-/// cgroup says nothing smaller (under `up`, its figure is the machine's).
+/// A standard-1X dyno's quota, assumed until the sidecar reports one (under `up`,
+/// its size's; in a container, its cgroup's limit).
 pub const DEFAULT_QUOTA: f64 = 512.0 * 1024.0 * 1024.0;
 
 /// A series of one value per slot, the slot's largest.
@@ -102,7 +102,7 @@ impl DynoWindow {
         self.quota
             .last()
             .filter(|q| *q > 0.0)
-            .map_or(DEFAULT_QUOTA, |q| q.min(DEFAULT_QUOTA))
+            .unwrap_or(DEFAULT_QUOTA)
     }
 }
 

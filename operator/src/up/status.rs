@@ -67,8 +67,8 @@ pub fn render(state_dir: &Path) -> Result<String, StatusError> {
                 .as_ref()
                 .and_then(|s| s.sampler.as_ref()?.values.get(name).copied())
         };
-        // Dynos under `up` share the laptop's cgroup, so its figures are the
-        // machine's: the dyno's own is its app's process tree plus its sidecar.
+        // Dynos under `up` share the laptop's cgroup: the dyno's own memory is its
+        // app's process tree plus its sidecar, against its size's quota.
         let own =
             sample("app.memory.rss").map(|app| app + sample("sidecar.memory.rss").unwrap_or(0.0));
         let memory = match (

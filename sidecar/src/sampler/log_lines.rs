@@ -1,4 +1,4 @@
-//! Heroku's log-runtime-metrics lines, byte for byte, and the R14 warning.
+//! Heroku's log-runtime-metrics lines, byte for byte, and the R14 and R15 errors.
 //!
 //! ```text
 //! source=web.1 dyno=heroku.2808254.d97d0ea7-… sample#load_avg_1m=2.46 sample#load_avg_5m=1.06 sample#load_avg_15m=0.99
@@ -47,6 +47,25 @@ pub fn r14_lines(total: u64, quota: u64) -> Option<[String; 2]> {
         ),
         "Error R14 (Memory quota exceeded)".to_owned(),
     ])
+}
+
+/// Heroku's three R15 lines, where the dyno manager kills the dyno:
+/// `Process running mem=1030MB(201.1%)`, `Error R15 (Memory quota vastly exceeded)`,
+/// `Stopping process with SIGKILL`.
+pub fn r15_lines(total: u64, quota: u64) -> [String; 3] {
+    let percent = if quota == 0 {
+        0.0
+    } else {
+        total as f64 * 100.0 / quota as f64
+    };
+    [
+        format!(
+            "Process running mem={:.0}MB({percent:.1}%)",
+            total as f64 / MIB
+        ),
+        "Error R15 (Memory quota vastly exceeded)".to_owned(),
+        "Stopping process with SIGKILL".to_owned(),
+    ]
 }
 
 fn mb(bytes: u64) -> String {

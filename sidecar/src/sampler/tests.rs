@@ -281,7 +281,7 @@ fn loadavg_and_meminfo_parse() {
 #[test]
 fn a_sample_becomes_the_documented_gauges() {
     let mut sampler = Sampler::new(Path::new("/proc"), Path::new("/sys/fs/cgroup"));
-    let sample = sampler.sample();
+    let sample = sampler.sample(&Budget::default());
     assert!(sample.sidecar_rss > 0, "{sample:?}");
     let names: Vec<String> = points(&sample).into_iter().map(|p| p.name).collect();
     for want in [
@@ -303,4 +303,116 @@ fn a_sample_becomes_the_documented_gauges() {
             "{want} missing from {names:?}"
         );
     }
+}
+
+/// A child of this test process (its own group) holding `mb` MB resident, and the
+/// group to kill when done.
+fn resident_child(mb: u32) -> std::process::Child {
+    use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!("import sys,time\nx = b'\\x01' * ({mb} << 20)\nprint('ready', flush=True)\ntime.sleep(60)"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("piped"));
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+fn kill_group(child: &mut std::process::Child) {
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+#[test]
+fn under_up_the_dyno_is_the_sidecar_plus_the_app_tree_against_its_size() {
+    const MB: u64 = 1 << 20;
+    let mut app = resident_child(48);
+    let mut sampler = Sampler::new(Path::new("/proc"), Path::new("/sys/fs/cgroup"));
+    let budget = Budget {
+        from: MemoryFrom::ProcessTree,
+        quota: Some(512 * MB),
+        kill: Some(1024 * MB),
+    };
+    let sample = sampler.sample(&budget);
+    kill_group(&mut app);
+    // Never the host's cgroup: the tree (python) plus this process (the "sidecar").
+    assert_eq!(sample.source, MemorySource::Processes, "{sample:?}");
+    assert!(sample.app.rss >= 48 * MB, "{sample:?}");
+    assert!(sample.sidecar_rss > 0, "{sample:?}");
+    assert_eq!(sample.dyno.rss, sample.app.rss + sample.sidecar_rss);
+    assert_eq!(sample.dyno.cache, 0);
+    assert_eq!(sample.quota, 512 * MB);
+    // 48 MB of app, a test binary and an interpreter: far below the host's memory.
+    assert!(sample.dyno.total() < 512 * MB, "{sample:?}");
+    let gauges = points(&sample);
+    let quota = gauges.iter().find(|p| p.name == "dyno.memory.quota");
+    assert_eq!(quota.map(|p| p.value), Some((512 * MB) as f64));
+    let line = log_lines::memory_line("web.1", "d", &sample.dyno, sample.quota);
+    assert!(line.ends_with(" sample#memory_quota=512.00MB"), "{line}");
+
+    // Under a tiny size the same tree is over quota, then past R15.
+    let tiny = Budget {
+        from: MemoryFrom::ProcessTree,
+        quota: Some(16 * MB),
+        kill: Some(32 * MB),
+    };
+    assert!(log_lines::r14_lines(sample.dyno.total(), 16 * MB).is_some());
+    assert!(tiny.must_kill(sample.dyno.total()));
+    // Where the cgroup is the source, the sidecar never kills: the platform does.
+    let cgroup = Budget {
+        from: MemoryFrom::Cgroup,
+        ..tiny
+    };
+    assert!(!cgroup.must_kill(sample.dyno.total()));
+    assert!(!budget.must_kill(sample.dyno.total()));
+}
+
+#[test]
+fn without_a_size_up_still_measures_the_tree_against_the_machine() {
+    let mut sampler = Sampler::new(Path::new("/proc"), Path::new("/sys/fs/cgroup"));
+    let sample = sampler.sample(&Budget {
+        from: MemoryFrom::ProcessTree,
+        quota: None,
+        kill: None,
+    });
+    assert_eq!(sample.source, MemorySource::Processes);
+    assert_eq!(Some(sample.quota), procs::mem_total(Path::new("/proc")));
+    assert!(!Budget::default().must_kill(u64::MAX));
+}
+
+#[test]
+fn r15_kills_the_apps_process_group() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut app = resident_child(1);
+    let stats = crate::stats::Stats::default();
+    kill_app(Some(app.id()), 2 << 30, &stats);
+    let status = app.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert_eq!(stats.sampler.killed.get(), 1);
+    // No app (it never started): nothing to kill, nothing counted.
+    kill_app(None, 2 << 30, &stats);
+    assert_eq!(stats.sampler.killed.get(), 1);
+}
+
+#[test]
+fn r15_lines_are_herokus() {
+    assert_eq!(
+        log_lines::r15_lines(1080 << 20, 512 << 20),
+        [
+            "Process running mem=1080MB(210.9%)".to_owned(),
+            "Error R15 (Memory quota vastly exceeded)".to_owned(),
+            "Stopping process with SIGKILL".to_owned(),
+        ]
+    );
 }

@@ -36,7 +36,7 @@ fn memory_is_the_sum_of_the_apps_and_the_sidecars_per_slot() {
                 point("app.memory.rss", 300.0, now - 1, &[]),
                 point("app.memory.swap", 5.0, now - 1, &[]),
                 point("sidecar.memory.rss", 10.0, now - 1, &[]),
-                point("dyno.memory.quota", 24e9, now - 1, &[]),
+                point("dyno.memory.quota", 1024.0 * 1024.0 * 1024.0, now - 1, &[]),
                 // Older than the window: not kept.
                 point("app.memory.rss", 1.0, now - WINDOW_SECS - 20, &[]),
             ],
@@ -47,8 +47,9 @@ fn memory_is_the_sum_of_the_apps_and_the_sidecars_per_slot() {
     let dyno = &w.dynos["web.1"];
     let values: Vec<f64> = dyno.memory.0.iter().map(|(_, v)| *v).collect();
     assert_eq!(values, [110.0, 315.0]);
-    // The machine's memory is no dyno's quota: a standard-1X's is.
-    assert_eq!(dyno.quota(), DEFAULT_QUOTA);
+    // The quota the sidecar reports (a standard-2X's under `up --size standard-2x`).
+    assert_eq!(dyno.quota(), 1024.0 * 1024.0 * 1024.0);
+    assert_eq!(DynoWindow::default().quota(), DEFAULT_QUOTA);
 }
 
 #[test]
