@@ -16,7 +16,9 @@
 # takes the difference on arrival. RSS is the sidecar's VmRSS (max of samples).
 #
 # Usage: bench/logs-passthrough.sh [lines] [seconds]   (BIN=path to use a built
-# binary instead of building release; honours CARGO_TARGET_DIR)
+# binary instead of building release; honours CARGO_TARGET_DIR; ROUNDS=n runs
+# the three throughput modes n times, interleaved, and prints their medians:
+# on a shared machine one round is noise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
@@ -32,6 +34,7 @@ exec python3 - <<'PY'
 import json, os, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 BIN, LINES, SECS = os.environ["BIN"], int(os.environ["LINES"]), int(os.environ["SECONDS_AT_RATE"])
+ROUNDS = int(os.environ.get("ROUNDS", "1"))
 TICK = os.sysconf("SC_CLK_TCK")
 
 FLOOD = r'''
@@ -171,12 +174,23 @@ def latency(mode, dir):
             "rss_mib": samples["rss"], "cpu_s": samples["cpu"]}
 
 with tempfile.TemporaryDirectory() as dir:
-    print(f"throughput, {LINES} lines:")
-    for mode in ["direct", "logs off", "logs on"]:
-        r = throughput(mode, dir)
-        per_m = f", sidecar CPU {r['cpu_s'] / r['lines'] * 1e6:.2f} s per million lines" if mode != "direct" else ""
-        extra = f", records {r['records']}, dropped {r['dropped']}" if mode == "logs on" else ""
-        print(f"  {mode:9s}: {r['s']:.3f} s, {r['MB/s']:.1f} MB/s, {r['lines/s'] / 1e3:.0f} k lines/s{per_m}{extra}")
+    print(f"throughput, {LINES} lines, {ROUNDS} round(s), load average {os.getloadavg()[0]:.1f}:")
+    runs = {mode: [] for mode in ["direct", "logs off", "logs on"]}
+    for _ in range(ROUNDS):
+        # Interleaved, so that a change in the machine's load hits every mode alike.
+        for mode in runs:
+            r = throughput(mode, dir)
+            runs[mode].append(r)
+            per_m = f", sidecar CPU {r['cpu_s'] / r['lines'] * 1e6:.2f} s per million lines" if mode != "direct" else ""
+            extra = f", records {r['records']}, dropped {r['dropped']}" if mode == "logs on" else ""
+            print(f"  {mode:9s}: {r['s']:.3f} s, {r['MB/s']:.1f} MB/s, {r['lines/s'] / 1e3:.0f} k lines/s{per_m}{extra}")
+    if ROUNDS > 1:
+        median = {mode: statistics.median(r["lines/s"] for r in rs) for mode, rs in runs.items()}
+        print("  medians: " + ", ".join(
+            f"{mode} {median[mode] / 1e3:.0f} k lines/s ({median[mode] / median['direct'] - 1:+.0%})" for mode in runs))
+        ratios = [b["lines/s"] / a["lines/s"] - 1 for a, b in zip(runs["direct"], runs["logs off"])]
+        print("  logs off against the direct pipe of its round: " + ", ".join(f"{x:+.0%}" for x in ratios))
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"latency at 10 000 lines/s for {SECS} s (µs from write to read):")
     for mode in ["direct", "logs off", "logs on"]:
         r = latency(mode, dir)

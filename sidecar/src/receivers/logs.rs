@@ -35,9 +35,12 @@ use crate::telemetry::{LogRecord, LogStream, Telemetry};
 use group::{GroupRules, Grouper};
 pub use passthrough::{AppStdio, PassThrough};
 
-/// Bytes of the app's output waiting to become records; past it the copy for
-/// records is dropped and counted (`dropped.budget`), the pass-through is not
-/// affected. Part of the sidecar's memory total.
+/// Bytes of the app's output waiting to become records or being made into
+/// them; past it the copy for records is dropped and counted
+/// (`dropped.budget`), the pass-through is not affected. Part of the
+/// sidecar's memory total (`sidecar/MEMORY.md`); about 0.1 s of a flood at
+/// full speed, so a longer flood than the records path keeps up with drops
+/// whatever the bound: a larger one would only hold more memory.
 pub const TAP_BYTES: usize = 4 << 20;
 
 /// How long an open multi-line record waits for more lines once the stream is quiet.
@@ -200,8 +203,11 @@ impl Tap {
         }
     }
 
-    /// Waits for chunks (at most `wait` when given); returns them and whether the tap is closed.
-    fn take(&self, wait: Option<Duration>) -> (Vec<Chunk>, bool) {
+    /// Waits for chunks (at most `wait` when given); returns them and whether
+    /// the tap is closed. They still count against the capacity until
+    /// [`Tap::release`]d, so what the tap holds is bounded whether queued or
+    /// being made into records.
+    fn take(&self, wait: Option<Duration>) -> (VecDeque<Chunk>, bool) {
         let mut queue = self.lock();
         if queue.chunks.is_empty() && !queue.closed {
             queue = match wait {
@@ -219,9 +225,14 @@ impl Tap {
                     .unwrap_or_else(PoisonError::into_inner),
             };
         }
-        queue.bytes = 0;
         let closed = queue.closed;
-        (queue.chunks.drain(..).collect(), closed)
+        (std::mem::take(&mut queue.chunks), closed)
+    }
+
+    /// A taken chunk of `bytes` has been made into records.
+    fn release(&self, bytes: usize) {
+        let mut queue = self.lock();
+        queue.bytes = queue.bytes.saturating_sub(bytes);
     }
 
     fn close(&self) {
@@ -315,6 +326,7 @@ fn records(
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let Some(current) = current else {
+            tap.release(chunks.iter().map(|chunk| chunk.text.len()).sum());
             groupers = [Grouper::default(), Grouper::default()];
             if closed {
                 return;
@@ -329,9 +341,13 @@ fn records(
                 let grouper = &mut groupers[index];
                 if let Some(group) = grouper.push(line, chunk.at_ms, same_write, &current.group) {
                     emit(group, chunk.stream, &current, &mut batch, stats);
+                    if batch.len() == BATCH_RECORDS {
+                        send(&mut batch, pipe, stats);
+                    }
                 }
                 same_write = true;
             }
+            tap.release(chunk.text.len());
         }
         if quiet || closed {
             for (index, grouper) in groupers.iter_mut().enumerate() {
@@ -341,18 +357,24 @@ fn records(
                 }
             }
         }
-        for records in batch.chunks(BATCH_RECORDS) {
-            let n = records.len() as u64;
-            if pipe.send(Telemetry::Logs(records.to_vec())) {
-                stats.logs.records.add(n);
-            } else {
-                stats.logs.dropped.add("budget", n);
-            }
-        }
-        batch.clear();
+        send(&mut batch, pipe, stats);
         if closed {
             return;
         }
+    }
+}
+
+/// Hands the records of `batch` to the pipeline, leaving it empty.
+fn send(batch: &mut Vec<LogRecord>, pipe: &PipelineHandle, stats: &Stats) {
+    if batch.is_empty() {
+        return;
+    }
+    let records = std::mem::replace(batch, Vec::with_capacity(BATCH_RECORDS));
+    let n = records.len() as u64;
+    if pipe.send(Telemetry::Logs(records)) {
+        stats.logs.records.add(n);
+    } else {
+        stats.logs.dropped.add("budget", n);
     }
 }
 

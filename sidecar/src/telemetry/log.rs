@@ -61,19 +61,23 @@ impl LogStatus {
     /// `Fatal`, `I`…; `None` for anything else.
     pub fn from_level(level: &str) -> Option<LogStatus> {
         let level = level.trim();
-        if level.is_empty() || level.len() > 12 {
+        if level.is_empty() || level.len() > 13 {
             return None;
         }
-        let lower = level.to_ascii_lowercase();
-        Some(match lower.as_str() {
-            "trace" | "debug" | "verbose" | "d" | "dbg" => LogStatus::Debug,
-            "info" | "information" | "informational" | "i" => LogStatus::Info,
-            "notice" | "n" => LogStatus::Notice,
-            "warn" | "warning" | "w" => LogStatus::Warning,
-            "error" | "err" | "e" => LogStatus::Error,
-            "critical" | "crit" | "fatal" | "f" | "c" => LogStatus::Critical,
-            "alert" | "a" => LogStatus::Alert,
-            "emergency" | "emerg" | "panic" => LogStatus::Emergency,
+        // Lowered on the stack: this runs for every JSON and logfmt line.
+        let mut buf = [0u8; 13];
+        let lower = &mut buf[..level.len()];
+        lower.copy_from_slice(level.as_bytes());
+        lower.make_ascii_lowercase();
+        Some(match &*lower {
+            b"trace" | b"debug" | b"verbose" | b"d" | b"dbg" => LogStatus::Debug,
+            b"info" | b"information" | b"informational" | b"i" => LogStatus::Info,
+            b"notice" | b"n" => LogStatus::Notice,
+            b"warn" | b"warning" | b"w" => LogStatus::Warning,
+            b"error" | b"err" | b"e" => LogStatus::Error,
+            b"critical" | b"crit" | b"fatal" | b"f" | b"c" => LogStatus::Critical,
+            b"alert" | b"a" => LogStatus::Alert,
+            b"emergency" | b"emerg" | b"panic" => LogStatus::Emergency,
             _ => return None,
         })
     }

@@ -25,6 +25,15 @@ const LEVEL_PREFIX: usize = 96;
 /// The first words of a line searched for a level word.
 const LEVEL_WORDS: usize = 6;
 
+/// The correlation fields of a JSON line: flat (`dd.trace_id`), and their names under `dd`.
+const DD_KEYS: [(&str, &str); 5] = [
+    ("dd.trace_id", "trace_id"),
+    ("dd.span_id", "span_id"),
+    ("dd.service", "service"),
+    ("dd.env", "env"),
+    ("dd.version", "version"),
+];
+
 /// A line that looked structured but was not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseFailure {
@@ -97,16 +106,15 @@ fn json_record(
             _ => None,
         })
         .unwrap_or(text);
-    for key in ["trace_id", "span_id", "service", "env", "version"] {
-        let flat = format!("dd.{key}");
-        if let Some(value) = object.remove(&flat) {
-            set_dd(&mut record, key, &scalar(&value));
+    for (flat, key) in DD_KEYS {
+        if let Some(value) = object.remove(flat) {
+            set_dd_json(&mut record, key, &value);
         }
     }
     if let Some(Value::Object(mut dd)) = object.remove("dd") {
-        for key in ["trace_id", "span_id", "service", "env", "version"] {
+        for (_, key) in DD_KEYS {
             if let Some(value) = dd.remove(key) {
-                set_dd(&mut record, key, &scalar(&value));
+                set_dd_json(&mut record, key, &value);
             }
         }
         if !dd.is_empty() {
@@ -117,11 +125,11 @@ fn json_record(
     record
 }
 
-/// A JSON scalar as text: strings as they are, numbers written out.
-fn scalar(value: &Value) -> String {
+/// [`set_dd`] with a JSON value: strings as they are, numbers written out.
+fn set_dd_json(record: &mut LogRecord, key: &str, value: &Value) {
     match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => set_dd(record, key, s),
+        other => set_dd(record, key, &other.to_string()),
     }
 }
 
@@ -145,23 +153,24 @@ fn json_status(value: &Value) -> Option<LogStatus> {
 /// in capitals among its first words.
 pub fn text_status(text: &str) -> Option<LogStatus> {
     let head = &text[..floor_boundary(text, LEVEL_PREFIX)];
-    for word in head.split_ascii_whitespace() {
-        for key in ["level=", "at="] {
-            if let Some(value) = word.strip_prefix(key) {
-                if let Some(status) = LogStatus::from_level(value.trim_matches('"')) {
-                    return Some(status);
-                }
+    // One pass: a logfmt level anywhere in the head wins over a level word.
+    let mut word_status = None;
+    for (index, word) in head.split_ascii_whitespace().enumerate() {
+        if let Some(value) = word
+            .strip_prefix("level=")
+            .or_else(|| word.strip_prefix("at="))
+        {
+            if let Some(status) = LogStatus::from_level(value.trim_matches('"')) {
+                return Some(status);
             }
         }
-    }
-    head.split_ascii_whitespace()
-        .take(LEVEL_WORDS)
-        .map(|word| {
-            word.trim_matches(|c: char| {
+        if word_status.is_none() && index < LEVEL_WORDS {
+            word_status = level_word(word.trim_matches(|c: char| {
                 matches!(c, '[' | ']' | '(' | ')' | ':' | '<' | '>' | ',' | '-')
-            })
-        })
-        .find_map(level_word)
+            }));
+        }
+    }
+    word_status
 }
 
 /// A level word as loggers write it: in capitals, spelled out.

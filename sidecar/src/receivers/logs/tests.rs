@@ -238,6 +238,12 @@ fn the_tap_drops_and_counts_past_its_bound_and_takes_nothing_while_off() {
     let (chunks, closed) = tap.take(None);
     assert_eq!(chunks.len(), 1);
     assert!(!closed);
+    // Taken but not yet made into records: still held, still counted.
+    tap.offer(LogStream::Stdout, b"abcde\n");
+    assert_eq!(stats.logs.dropped.get("budget"), 3);
+    tap.release(chunks[0].text.len());
+    tap.offer(LogStream::Stdout, b"abcde\n");
+    assert_eq!(stats.logs.dropped.get("budget"), 3);
     tap.close();
     assert!(tap.take(None).1);
 }
