@@ -244,6 +244,44 @@ fn up_routes_to_both_web_dynos_with_heroku_headers_lines_and_h12() {
     assert!(all
         .iter()
         .any(|l| l.contains(&format!("request_id={kept} "))));
+
+    // The same lines went to `up`'s drain (`dynoscope-sidecar drain`), whose
+    // metrics reach the manifest's jsonl sink as a real drain's would: one
+    // `heroku.router.request` per router line, the H12 counted by code.
+    let jsonl = app.path().join("shop.jsonl");
+    // Lines of requests a dyno served (warm-up ones before the dynos listened have `dyno=`).
+    let printed = router_lines(&lines)
+        .iter()
+        .filter(|l| l.contains(" dyno=web."))
+        .count() as f64;
+    let (requests, h12) = wait_for(
+        Duration::from_secs(40),
+        "the drain's router metrics",
+        || {
+            let points: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|p: &serde_json::Value| p["kind"] == "point")
+                .collect();
+            let total = |name: &str, tag: &str| -> f64 {
+                points
+                    .iter()
+                    .filter(|p| p["name"] == name && p["tags"].to_string().contains(tag))
+                    .map(|p| {
+                        p["value"].as_f64().unwrap_or(0.0) * p["interval"].as_f64().unwrap_or(1.0)
+                    })
+                    .sum()
+            };
+            let requests = total("heroku.router.request", "dyno:web.");
+            (requests >= printed).then(|| (requests, total("heroku.router.error", "code:H12")))
+        },
+    );
+    assert_eq!(
+        requests, printed,
+        "one heroku.router.request per router line"
+    );
+    assert_eq!(h12, 1.0);
 }
 
 #[test]
