@@ -541,12 +541,12 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     // 600 MB more on a 512 MB dyno: R14, as Heroku prints it, and the line says so.
     wait_for(
         Duration::from_secs(60),
-        "the shop answering on 17000",
-        || dynoscope_tests::intake::get(17000, "/").map(|_| ()),
+        "web.1 answering on 17001 (the router has 17000)",
+        || dynoscope_tests::intake::get(17001, "/").map(|_| ()),
     );
     // Writing 600 MB can outlast the client's 5 s timeout on a loaded machine: the
     // request is sent aside, and the dyno's lines are the proof.
-    leak(17000, 600);
+    leak(17001, 600);
     wait_for(Duration::from_secs(30), "R14 on web.1", || {
         has_line(&lines, "web.1 ", "| Error R14 (Memory quota exceeded)").then_some(())
     });
@@ -572,7 +572,7 @@ fn sizes_under_up_give_each_dyno_its_quota_r14_and_r15() {
     );
 
     // 500 MB more: past twice the quota, R15, and the dyno is killed and restarts.
-    leak(17000, 500);
+    leak(17001, 500);
     wait_lines(&lines, 60, "R15 and a restart of web.1", || {
         let restarted = starts_of(&lines, "heroku[web.1]").len() >= 2;
         let r15 = has_line(
