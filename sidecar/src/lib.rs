@@ -48,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod config_watch;
 pub mod http_server;
+pub mod memory;
 pub mod output;
 pub mod pipeline;
 pub mod proto;
