@@ -88,7 +88,7 @@ impl Reloader {
                     "{err}\n  observability is off; the app runs anyway. Fix the config: the sidecar watches it and applies it once it is valid."
                 );
                 self.failing.store(true, Ordering::Relaxed);
-                self.status.set_reload(Err(err.to_string()));
+                self.status.set_reload_failed(&err);
             }
         }
     }
@@ -113,7 +113,7 @@ impl Reloader {
                         config.config_hash,
                         self.source.describe()
                     );
-                    self.status.set_reload(Ok(Vec::new()));
+                    self.status.set_reloaded(Vec::new());
                     self.status.set_config(Some(&config));
                 }
             }
@@ -127,7 +127,7 @@ impl Reloader {
                     changed.join(", ")
                 );
                 self.stats.reloads.ok.inc();
-                self.status.set_reload(Ok(changed));
+                self.status.set_reloaded(changed);
                 self.publish(config);
             }
             Err(err) => {
@@ -139,7 +139,7 @@ impl Reloader {
                         tracing::error!("{err}\n  observability stays off; the app keeps running")
                     }
                 }
-                self.status.set_reload(Err(err.to_string()));
+                self.status.set_reload_failed(&err);
             }
         }
     }

@@ -34,6 +34,8 @@
 //!   thread of its own from a byte-bounded queue; full, it drops and counts.
 //! - [`stats`]: every internal counter, in one place.
 //! - [`clock`]: unix time, once.
+//! - [`memory`]: the idle RSS's two process-wide settings (malloc arenas
+//!   capped, start-up pages unmapped once the app runs); the only `unsafe`.
 //!
 //! Rooms depend one way: receivers, sampler and checks → pipeline → sinks;
 //! status reads counters (`stats`) and is written to by the others; none of
@@ -50,6 +52,7 @@ pub mod collector;
 pub mod config;
 pub mod config_watch;
 pub mod http_server;
+pub mod memory;
 pub mod output;
 pub mod pipeline;
 pub mod proto;

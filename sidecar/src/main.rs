@@ -9,7 +9,7 @@ use clap::Parser as _;
 use dynoscope_crds::sidecar_status;
 use dynoscope_sidecar::output::{self, Output};
 use dynoscope_sidecar::stats::Stats;
-use dynoscope_sidecar::{cli, clock, collector, run, status, supervisor};
+use dynoscope_sidecar::{cli, clock, collector, memory, run, status, supervisor};
 
 /// How long the last lines get to reach stdout and stderr at exit: a reader that has
 /// stopped reading must not hold the exit, which the dyno manager is timing.
@@ -19,7 +19,8 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Run(args) => {
-            // Before any thread starts, so that every thread inherits the mask.
+            // Before any thread starts: every thread shares the arenas and inherits the mask.
+            memory::cap_allocator_arenas();
             supervisor::block_signals()?;
             let stats = Arc::new(Stats::default());
             let (output, runtime) = start(&stats)?;
@@ -29,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         cli::Command::Drain(args) => {
+            memory::cap_allocator_arenas();
             let stats = Arc::new(Stats::default());
             let (output, runtime) = start(&stats)?;
             let code = runtime.block_on(collector::run(args, stats));

@@ -120,6 +120,7 @@ pub async fn run(args: RunArgs, stats: Arc<Stats>) -> i32 {
     };
     let app_pid = u32::try_from(app.pid.as_raw()).ok();
     status.set_app(app_pid, AppState::Running);
+    crate::memory::unmap_once_settled();
 
     let tasks = [
         contained("config watcher", &stats, move || {

@@ -143,21 +143,24 @@ pub enum BuildError {
         /// The socket error.
         source: std::io::Error,
     },
-    /// TLS could not be set up for the HTTP client.
-    #[error("sink {sink}: TLS setup failed: {reason}")]
-    Tls {
-        /// Which sink.
-        sink: String,
-        /// What rustls said.
-        reason: String,
-    },
-    /// The thread that runs every network sink's delivery could not start.
-    #[error("sink {sink}: {reason}")]
-    Runtime {
+    /// The delivery every network sink shares (its thread, the HTTP client
+    /// and its TLS) could not be set up.
+    #[error("sink {sink}: {source}")]
+    Delivery {
         /// Which sink.
         sink: String,
         /// What failed.
-        reason: String,
+        source: delivery::SetupError,
+    },
+    /// The sink was built outside a tokio runtime (a bug).
+    #[error(
+        "sink {sink}: built outside the async runtime ({source}); this is a bug, please report it"
+    )]
+    Runtime {
+        /// Which sink.
+        sink: String,
+        /// What tokio said.
+        source: tokio::runtime::TryCurrentError,
     },
     /// The jsonl file could not be opened.
     #[error(transparent)]

@@ -12,13 +12,16 @@
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dynoscope_sidecar::receivers::otlp::decode::{decode, Encoding};
 use dynoscope_sidecar::receivers::otlp::delta::{DeltaState, MAX_STATE_BYTES};
 use dynoscope_sidecar::receivers::otlp::{metrics, spans};
 use dynoscope_tests::harness::status_of;
-use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, read_status, rss_mib, BenchSidecar};
+use dynoscope_tests::load::{
+    counting_intake, cpu_ticks, peak_rss_mib, read_status, rss_mib, BenchSidecar,
+};
 use dynoscope_tests::servers::free_port;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -133,26 +136,6 @@ fn per_core() {
     );
 }
 
-/// An intake on 127.0.0.1 that reads each body and answers 202.
-fn intake() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new()
-                .fallback(|_: axum::body::Bytes| async { axum::http::StatusCode::ACCEPTED });
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    url
-}
-
 fn post(stream: &mut TcpStream, body: &[u8]) -> Option<u16> {
     let mut request = format!(
         "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n\
@@ -180,7 +163,7 @@ fn main() {
         .clamp(100, 200_000);
     per_core();
 
-    let url = intake();
+    let url = counting_intake(Arc::default());
     let (admin, otlp) = (free_port(), free_port());
     let receivers = format!("  apm: {{enabled: false}}\n  otlp: {{enabled: true, port: {otlp}}}\n");
     let bench = BenchSidecar::start(admin, &receivers, &url);

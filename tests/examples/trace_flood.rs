@@ -17,48 +17,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dynoscope_tests::harness::status_of;
-use dynoscope_tests::load::{cpu_ticks, peak_rss_mib, post, rss_mib, v04_payload, BenchSidecar};
+use dynoscope_tests::load::{
+    counting_intake, cpu_ticks, peak_rss_mib, post, rss_mib, v04_payload, BenchSidecar, Received,
+};
 use dynoscope_tests::servers::free_port;
 use serde_json::Value;
 
 const MAX_SECONDS: u64 = 120;
 const MAX_THREADS: usize = 8;
 const TICKS_PER_SECOND: f64 = 100.0;
-
-/// Counts what the intake received.
-#[derive(Debug, Default)]
-struct Received {
-    requests: AtomicU64,
-    bytes: AtomicU64,
-}
-
-/// An intake on 127.0.0.1 that reads each body, counts it and answers 202.
-fn intake(received: Arc<Received>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-                let received = received.clone();
-                async move {
-                    received.requests.fetch_add(1, Ordering::Relaxed);
-                    received
-                        .bytes
-                        .fetch_add(body.len() as u64, Ordering::Relaxed);
-                    axum::http::StatusCode::ACCEPTED
-                }
-            });
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    url
-}
 
 /// Counts of the flood's answers.
 #[derive(Debug, Default)]
@@ -113,7 +80,7 @@ fn main() {
     let spans_per_request = 1000;
 
     let received = Arc::new(Received::default());
-    let url = intake(received.clone());
+    let url = counting_intake(received.clone());
     let (admin, apm) = (free_port(), free_port());
     let bench = BenchSidecar::start(admin, &format!("  apm: {{port: {apm}}}\n"), &url);
     let (pid, idle_rss) = (bench.sidecar.pid(), bench.idle_rss);

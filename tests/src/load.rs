@@ -1,12 +1,15 @@
-//! Load for the bounds tests and the flood benchmark: ddtrace-like v0.4
-//! payloads, a minimal HTTP/1.1 client on a kept-alive connection, and a
-//! process's memory and CPU read from `/proc`. Loopback only.
+//! Load for the bounds tests and the benchmarks: ddtrace-like v0.4
+//! payloads, a minimal HTTP/1.1 client on a kept-alive connection, a
+//! counting intake for the sinks, and a process's memory and CPU read from
+//! `/proc`. Loopback only.
 
 // A harness for tests and benchmarks: what cannot be read fails loudly.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// `VmHWM` of `pid` in MiB: the peak resident set since it started.
 pub fn peak_rss_mib(pid: i32) -> u64 {
@@ -97,11 +100,25 @@ pub fn read_status(stream: &mut TcpStream) -> Option<u16> {
     Some(status)
 }
 
-/// Posts `body` to `/v0.4/traces` on a kept-alive `stream`; the status, or `None` on a broken connection.
+/// Posts `body` to `/v0.4/traces` on a kept-alive `stream` asking for real
+/// statuses (`Datadog-Send-Real-Http-Status`, as ddtrace-py 4.16 does):
+/// overload is answered 429. The status, or `None` on a broken connection.
 pub fn post(stream: &mut TcpStream, body: &[u8]) -> Option<u16> {
+    post_traces(stream, body, true)
+}
+
+/// Posts `body` to `/v0.4/traces` on a kept-alive `stream`, asking for real
+/// statuses or not (without, as older tracers, overload is answered 200 and
+/// counted, as the trace-agent does). The status, or `None` on a broken connection.
+pub fn post_traces(stream: &mut TcpStream, body: &[u8], real_status: bool) -> Option<u16> {
+    let ask = if real_status {
+        "Datadog-Send-Real-Http-Status: true\r\n"
+    } else {
+        ""
+    };
     let head = format!(
         "POST /v0.4/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/msgpack\r\n\
-         Content-Length: {}\r\n\r\n",
+         {ask}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).ok()?;
@@ -192,4 +209,43 @@ impl BenchSidecar {
             dir,
         }
     }
+}
+
+/// Counts what a [`counting_intake`] received.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Their bodies' bytes, as sent (compressed or not).
+    pub bytes: AtomicU64,
+}
+
+/// An intake on 127.0.0.1, on a thread of its own, that reads each body,
+/// counts it into `received` and answers 202: as fast as a sink can post,
+/// for the benchmarks. Its base URL.
+pub fn counting_intake(received: Arc<Received>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+                let received = received.clone();
+                async move {
+                    received.requests.fetch_add(1, Ordering::Relaxed);
+                    received
+                        .bytes
+                        .fetch_add(body.len() as u64, Ordering::Relaxed);
+                    axum::http::StatusCode::ACCEPTED
+                }
+            });
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    url
 }

@@ -66,13 +66,19 @@ enum Slow {
 }
 
 /// Announces a ~10 MiB body, sends 64 KiB of it, then 1 KiB every 100 ms
-/// until it is answered or cut off (at most 20 s).
-fn slow_sender(apm: u16) -> Slow {
+/// until it is answered or cut off (at most 20 s). `real_status`: sends
+/// `Datadog-Send-Real-Http-Status` (overload answered 429, else 200).
+fn slow_sender(apm: u16, real_status: bool) -> Slow {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", apm)).unwrap();
+    let ask = if real_status {
+        "Datadog-Send-Real-Http-Status: true\r\n"
+    } else {
+        ""
+    };
     let head = format!(
         "POST /v0.4/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/msgpack\r\n\
-         Content-Length: {}\r\n\r\n",
+         {ask}Content-Length: {}\r\n\r\n",
         (10 << 20) - 4096
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -116,8 +122,9 @@ fn slow_ten_mib_bodies_are_refused_past_the_budget_cut_off_after_the_body_timeou
         apm,
         &[("DYNOSCOPE_BODY_TIMEOUT_MS", "3000")],
     );
+    // Half ask for real statuses (as ddtrace-py 4.16 does), half do not (older tracers).
     let senders: Vec<_> = (0..40)
-        .map(|_| std::thread::spawn(move || slow_sender(apm)))
+        .map(|i| std::thread::spawn(move || (i % 2 == 0, slow_sender(apm, i % 2 == 0))))
         .collect();
     // Meanwhile a tracer's ordinary payload is taken.
     std::thread::sleep(Duration::from_millis(500));
@@ -126,21 +133,32 @@ fn slow_ten_mib_bodies_are_refused_past_the_budget_cut_off_after_the_body_timeou
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     assert_eq!(post(&mut tracer, &v04_payload(2, 5)), Some(200));
-    let outcomes: Vec<Slow> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let (asked, outcomes): (Vec<bool>, Vec<Slow>) =
+        senders.into_iter().map(|s| s.join().unwrap()).unzip();
     let peak = peak_rss_mib(sidecar.pid());
     let status = status_of(admin).unwrap();
     let refused = |reason| counter(&status, &["counters", "traces", "refused", reason]);
-    // One 10 MiB body fits the 16 MiB in-flight budget; every other is refused at once.
-    let quick_429s = outcomes
-        .iter()
-        .filter(|o| matches!(o, Slow::Answered(429, t) if *t < Duration::from_secs(2)))
-        .count();
+    // One 10 MiB body fits the 16 MiB in-flight budget; every other is
+    // refused at once: 429 to those that asked for real statuses, 200 (as
+    // the trace-agent answers) to the others, counted either way.
+    let quick = |status: u16, real: bool| {
+        outcomes
+            .iter()
+            .zip(&asked)
+            .filter(|(o, &a)| {
+                a == real && matches!(o, Slow::Answered(s, t) if *s == status && *t < Duration::from_secs(2))
+            })
+            .count()
+    };
+    let (quick_429s, quick_200s) = (quick(429, true), quick(200, false));
+    assert_eq!(quick(200, true) + quick(429, false), 0, "{outcomes:?}");
     assert!(
         refused("in_flight_budget") >= 38,
         "refused: {:?}; outcomes: {outcomes:?}",
         status["counters"]["traces"]["refused"]
     );
-    assert!(quick_429s >= 30, "{outcomes:?}");
+    assert!(quick_429s >= 15, "{outcomes:?}");
+    assert!(quick_200s >= 15, "{outcomes:?}");
     // The one that was let in is cut off after the 3 s body timeout, not at 20 s.
     assert!(refused("body_timeout") >= 1, "{outcomes:?}");
     let slowest = outcomes

@@ -441,6 +441,26 @@ fn compose_formation_runs_reloads_and_stops_like_heroku() {
             && routed_line(&router_logs),
         format!("router: http://router:5000 answers through a web dyno and logs it: {routed:?}"),
     );
+    // The router posts its lines to the drain service, as Logplex would; its
+    // 10-second buckets reach its jsonl sink.
+    let mut drained = false;
+    for _ in 0..60 {
+        drained = formation
+            .exec("drain", &["cat", "/telemetry/shop.jsonl"])
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains(r#""name":"heroku.router.request""#) && l.contains(r#""dyno:web."#)
+            });
+        if drained {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    pending.check(
+        drained,
+        "drain: the router's lines become heroku.router.request in the drain's jsonl".into(),
+    );
     pending.check(
         !formation
             .prometheus(r#"dyno_memory_quota{dyno="web.1"}"#)

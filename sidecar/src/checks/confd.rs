@@ -294,11 +294,11 @@ impl<'a> Instance<'a> {
         }
     }
 
-    fn unset(&self, field: &'static str, variable: String) -> ConfDError {
+    fn unset(&self, field: &'static str, variable: &str) -> ConfDError {
         ConfDError::UnsetVariable {
             at: self.at.to_owned(),
             field,
-            variable,
+            variable: variable.to_owned(),
         }
     }
 
@@ -524,8 +524,9 @@ impl ConfD {
     }
 }
 
-/// Replaces every `%%env_NAME%%`; the error is the first unset NAME.
-fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Replaces every `%%env_NAME%%`; the error is the first unset NAME (the
+/// caller says which file and field).
+fn expand<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, &'a str> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("%%env_") {
@@ -534,7 +535,7 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
             break;
         };
         let name = &after[..end];
-        let value = env(name).ok_or_else(|| name.to_owned())?;
+        let value = env(name).ok_or(name)?;
         out.push_str(&rest[..start]);
         out.push_str(&value);
         rest = &after[end + 2..];

@@ -134,9 +134,9 @@ async fn stats(
         Some((user, password)) => {
             authenticate(&mut stream, user, password)
                 .await
-                .map_err(|reason| CheckError::Connect {
+                .map_err(|error| CheckError::Connect {
                     address: net::address(host, port),
-                    reason,
+                    reason: error.to_string(),
                 })?;
             binary_stats(&mut stream).await
         }
@@ -175,8 +175,28 @@ async fn text_stats(stream: &mut Stream) -> Result<HashMap<String, String>, Chec
 const OP_STAT: u8 = 0x10;
 const OP_SASL_AUTH: u8 = 0x21;
 
+/// Why SASL authentication did not succeed.
+#[derive(Debug, thiserror::Error)]
+enum AuthError {
+    /// The connection failed while authenticating.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The reply could not be read.
+    #[error("{0}")]
+    Reply(#[from] CheckError),
+    /// The server refused the credentials.
+    #[error("SASL authentication failed: wrong username or password; check the variables the check's usernameFrom and passwordFrom name")]
+    Refused,
+    /// The server was started without SASL.
+    #[error("the server does not support SASL (started without -S?); remove usernameFrom and passwordFrom from the check")]
+    NoSasl,
+    /// Any other status.
+    #[error("SASL authentication failed with status {0:#06x}")]
+    Status(u16),
+}
+
 /// SASL `PLAIN` over the binary protocol.
-async fn authenticate(stream: &mut Stream, user: &str, password: &Secret) -> Result<(), String> {
+async fn authenticate(stream: &mut Stream, user: &str, password: &Secret) -> Result<(), AuthError> {
     let mut value = Vec::with_capacity(user.len() + password.expose().len() + 2);
     value.push(0);
     value.extend_from_slice(user.as_bytes());
@@ -184,19 +204,14 @@ async fn authenticate(stream: &mut Stream, user: &str, password: &Secret) -> Res
     value.extend_from_slice(password.expose().as_bytes());
     stream
         .write_all(&request(OP_SASL_AUTH, b"PLAIN", &value))
-        .await
-        .map_err(|error| error.to_string())?;
-    stream.flush().await.map_err(|error| error.to_string())?;
-    let response = read_response(stream)
-        .await
-        .map_err(|error| error.to_string())?;
+        .await?;
+    stream.flush().await?;
+    let response = read_response(stream).await?;
     match response.status {
         0 => Ok(()),
-        0x20 => Err("SASL authentication failed: wrong username or password".to_owned()),
-        0x81 => Err("the server does not support SASL (started without -S?)".to_owned()),
-        status => Err(format!(
-            "SASL authentication failed with status {status:#06x}"
-        )),
+        0x20 => Err(AuthError::Refused),
+        0x81 => Err(AuthError::NoSasl),
+        status => Err(AuthError::Status(status)),
     }
 }
 

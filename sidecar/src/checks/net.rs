@@ -34,7 +34,11 @@ pub async fn connect(host: &str, port: u16, tls: bool, verify: bool) -> Result<S
     // Requests are small and each waits for its reply.
     let _ = socket.set_nodelay(true);
     let io: Box<dyn Io> = if tls {
-        Box::new(tls::connect(socket, host, verify).await.map_err(failed)?)
+        Box::new(
+            tls::connect(socket, host, verify)
+                .await
+                .map_err(|error| failed(error.to_string()))?,
+        )
     } else {
         Box::new(socket)
     };

@@ -163,7 +163,8 @@ impl Postgres {
                     tokio_postgres::config::SslMode::Require
                 });
                 let verify = self.verify || mode == SslMode::Verify;
-                let tls_config = tls::client_config(verify).map_err(connect_error)?;
+                let tls_config =
+                    tls::client_config(verify).map_err(|error| connect_error(error.to_string()))?;
                 let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls_config).clone());
                 let (client, connection) = config
                     .connect(tls)

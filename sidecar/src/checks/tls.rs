@@ -16,23 +16,47 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+/// Why TLS to a checked server could not be set up or opened.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rustls refused the protocol versions of its provider (a build problem).
+    #[error("TLS setup failed: {0}")]
+    Setup(#[from] rustls::Error),
+    /// Verification is on and the system has no roots to verify with.
+    #[error("TLS verification is on but no trusted root certificates were found; install ca-certificates, set SSL_CERT_FILE, or set tlsVerify: false")]
+    NoRoots,
+    /// The host cannot be a TLS server name.
+    #[error("{host:?} is not a valid TLS server name; use the server's DNS name or IP address")]
+    ServerName {
+        /// The host as configured.
+        host: String,
+    },
+    /// The handshake failed; `hint` says what to do about a refused certificate.
+    #[error("TLS handshake failed: {reason}{hint}")]
+    Handshake {
+        /// What rustls or the socket said.
+        reason: String,
+        /// Empty, or advice when a certificate was refused.
+        hint: &'static str,
+    },
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// A client configuration; `verify: false` accepts any certificate.
-pub fn client_config(verify: bool) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(verify: bool) -> Result<Arc<ClientConfig>, TlsError> {
     // Both are built once: loading the system's roots reads files.
-    static VERIFYING: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    static TRUSTING: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    static VERIFYING: OnceLock<Result<Arc<ClientConfig>, TlsError>> = OnceLock::new();
+    static TRUSTING: OnceLock<Result<Arc<ClientConfig>, TlsError>> = OnceLock::new();
     let cell = if verify { &VERIFYING } else { &TRUSTING };
     cell.get_or_init(|| build(verify)).clone()
 }
 
-fn build(verify: bool) -> Result<Arc<ClientConfig>, String> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS setup: {error}"))?;
+fn build(verify: bool) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = if verify {
         let mut roots = rustls::RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
@@ -41,7 +65,7 @@ fn build(verify: bool) -> Result<Arc<ClientConfig>, String> {
             let _ = roots.add(cert);
         }
         if roots.is_empty() {
-            return Err("TLS verification is on but no trusted root certificates were found (install ca-certificates or set SSL_CERT_FILE)".to_owned());
+            return Err(TlsError::NoRoots);
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
@@ -58,24 +82,26 @@ pub async fn connect(
     stream: TcpStream,
     host: &str,
     verify: bool,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<TlsStream<TcpStream>, TlsError> {
     let config = client_config(verify)?;
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|_| format!("{host} is not a valid TLS server name"))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError::ServerName {
+        host: host.to_owned(),
+    })?;
     tokio_rustls::TlsConnector::from(config)
         .connect(name, stream)
         .await
-        .map_err(|error| describe(&error))
+        .map_err(|error| handshake(&error))
 }
 
-/// A TLS error, with what to do when it is a certificate the check refused.
-pub fn describe(error: &dyn std::error::Error) -> String {
-    let text = error.to_string();
-    if text.contains("certificate") || text.contains("Certificate") {
-        format!("TLS handshake failed: {text} (the server's certificate is not trusted; set tlsVerify: false for self-signed certificates such as Heroku's)")
+/// A failed handshake, with what to do when it is a certificate the check refused.
+fn handshake(error: &dyn std::error::Error) -> TlsError {
+    let reason = error.to_string();
+    let hint = if reason.contains("certificate") || reason.contains("Certificate") {
+        " (the server's certificate is not trusted; set tlsVerify: false for self-signed certificates such as Heroku's)"
     } else {
-        format!("TLS handshake failed: {text}")
-    }
+        ""
+    };
+    TlsError::Handshake { reason, hint }
 }
 
 /// Accepts any certificate but still checks the handshake signatures, so the

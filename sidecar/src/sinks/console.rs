@@ -95,10 +95,11 @@ impl ConsoleSink {
                 problem: "is not the console's base URL: write http://host:port".to_owned(),
             });
         };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|err| BuildError::Runtime {
-            sink: sink.clone(),
-            reason: err.to_string(),
-        })?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|source| BuildError::Runtime {
+                sink: sink.clone(),
+                source,
+            })?;
         let stats = registry.register(&sink);
         stats.buffer_capacity.set(PENDING_BYTES as u64);
         let pending = Arc::new(Mutex::new(Pending {
@@ -330,7 +331,7 @@ async fn post_loop(
             }
             Ok(Err(err)) => {
                 stats.errors.connection.inc();
-                stats.set_last_error(err);
+                stats.set_last_error(err.to_string());
                 count_lost(&stats, &batch);
             }
             Err(_) => {
@@ -351,16 +352,51 @@ fn count_lost(stats: &SinkStats, batch: &ConsoleBatch) {
     stats.dropped.events.add(batch.checks.len() as u64);
 }
 
+/// Why a batch did not reach the console.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// No connection.
+    #[error("cannot connect to the console at {authority}: {source}; is the console (`dynoscope-operator up`) running, and is the sink's endpoint its address?")]
+    Connect {
+        /// `host:port`.
+        authority: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The connection failed while sending or reading the answer.
+    #[error("console at {authority}: {source}")]
+    Io {
+        /// `host:port`.
+        authority: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The console answered, but not 2xx.
+    #[error("the console at {authority} answered {status:?}")]
+    Status {
+        /// `host:port`.
+        authority: String,
+        /// The status code as sent (empty when none was readable).
+        status: String,
+    },
+}
+
 /// One `POST /api/ingest` on a connection of its own; `Ok` on a 2xx.
-async fn post(authority: &str, body: &[u8]) -> Result<(), String> {
+async fn post(authority: &str, body: &[u8]) -> Result<(), PostError> {
     let mut stream = tokio::net::TcpStream::connect(authority)
         .await
-        .map_err(|err| format!("cannot connect to the console at {authority}: {err}"))?;
+        .map_err(|source| PostError::Connect {
+            authority: authority.to_owned(),
+            source,
+        })?;
     let head = format!(
         "POST {INGEST_PATH} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let io = |err: std::io::Error| format!("console at {authority}: {err}");
+    let io = |source: std::io::Error| PostError::Io {
+        authority: authority.to_owned(),
+        source,
+    };
     stream.write_all(head.as_bytes()).await.map_err(io)?;
     stream.write_all(body).await.map_err(io)?;
     let mut answer = [0u8; 16];
@@ -379,7 +415,10 @@ async fn post(authority: &str, body: &[u8]) -> Result<(), String> {
     if status.starts_with('2') {
         Ok(())
     } else {
-        Err(format!("the console at {authority} answered {status:?}"))
+        Err(PostError::Status {
+            authority: authority.to_owned(),
+            status: status.to_owned(),
+        })
     }
 }
 

@@ -288,13 +288,10 @@ impl Delivery {
         config: DeliveryConfig,
         stats: Arc<SinkStats>,
     ) -> Result<Delivery, BuildError> {
-        let runtime = match delivery_runtime() {
-            Ok(runtime) => runtime,
-            Err(reason) => return Err(BuildError::Runtime { sink: name, reason }),
-        };
-        let client = match http_client() {
-            Ok(client) => client,
-            Err(reason) => return Err(BuildError::Tls { sink: name, reason }),
+        let setup = delivery_runtime().and_then(|runtime| Ok((runtime, http_client()?)));
+        let (runtime, client) = match setup {
+            Ok(setup) => setup,
+            Err(source) => return Err(BuildError::Delivery { sink: name, source }),
         };
         stats.buffer_capacity.set(config.buffer_bytes);
         let buffer = Buffer::new(&endpoints, &config);
@@ -563,6 +560,7 @@ mod spill;
 mod send;
 #[cfg(test)]
 use send::compress;
+pub use send::SetupError;
 use send::{delivery_runtime, http_client, run};
 
 #[cfg(test)]

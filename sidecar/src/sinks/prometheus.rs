@@ -429,9 +429,9 @@ fn exporter(listen: &str) -> Result<Arc<Exporter>, BuildError> {
     if let Some(found) = live.get(listen).and_then(Weak::upgrade) {
         return Ok(found);
     }
-    let runtime = tokio::runtime::Handle::try_current().map_err(|err| BuildError::Runtime {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|source| BuildError::Runtime {
         sink: sink(),
-        reason: format!("needs the async runtime ({err})"),
+        source,
     })?;
     let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

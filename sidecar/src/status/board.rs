@@ -78,12 +78,17 @@ impl StatusBoard {
         };
     }
 
-    /// The outcome of the last reload: the changed sections, or the error.
-    pub fn set_reload(&self, outcome: Result<Vec<String>, String>) {
-        let (result, error, changed) = match outcome {
-            Ok(changed) => (ReloadResult::Ok, None, changed),
-            Err(error) => (ReloadResult::Error, Some(error), Vec::new()),
-        };
+    /// A reload applied: the sections it changed.
+    pub fn set_reloaded(&self, changed: Vec<String>) {
+        self.set_last_reload(ReloadResult::Ok, None, changed);
+    }
+
+    /// A reload failed: the error, as the log shows it.
+    pub fn set_reload_failed(&self, error: &dyn std::error::Error) {
+        self.set_last_reload(ReloadResult::Error, Some(error.to_string()), Vec::new());
+    }
+
+    fn set_last_reload(&self, result: ReloadResult, error: Option<String>, changed: Vec<String>) {
         self.lock().last_reload = Some(ReloadStatus {
             result,
             at: unix_now(),

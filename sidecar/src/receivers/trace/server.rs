@@ -18,16 +18,17 @@
 //! | 408 | the body took longer than [`edge::BODY_TIMEOUT`] | `body_timeout` |
 //! | 413 | over [`MAX_REQUEST_BYTES`] | `too_large` |
 //! | 415 | a media type that is not msgpack or JSON | `unsupported_media_type` |
-//! | 429 | bodies in flight hold [`edge::IN_FLIGHT_BYTES`] | `in_flight_budget` |
-//! | 429 | the pipeline holds its byte budget ([`crate::pipeline::QUEUE_BYTES`]) | `pipeline_budget`, `queue_full` |
-//! | 429 | a sink that takes spans has its buffer [`SINK_BACKLOG`] full | `sink_backlog` |
+//! | 429 (see below) | bodies in flight hold [`edge::IN_FLIGHT_BYTES`] | `in_flight_budget` |
+//! | 429 (see below) | the pipeline holds its byte budget ([`crate::pipeline::QUEUE_BYTES`]) | `pipeline_budget`, `queue_full` |
+//! | 429 (see below) | a sink that takes spans has its buffer [`SINK_BACKLOG`] full | `sink_backlog` |
 //!
 //! Each refusal is counted by reason and the first of each reason logged.
-//! The 429s are sent whether or not the client sent
-//! `Datadog-Send-Real-Http-Status` (the trace-agent's switch for them):
-//! ddtrace 4.16 never sends it, and answering 200 and dropping would let a
-//! flood fill memory and hide the loss from the tracer, which counts a 429
-//! as an error (`http.errors`, `trace_api.errors`) and drops the payload.
+//! As the trace-agent does, the 429s are only sent to a client that asked
+//! for them with [`SEND_REAL_HTTP_STATUS`] (ddtrace-py 4.16 sends it as `1`
+//! through its libdatadog writer, dd-trace-js as `true`): any other client
+//! gets the 200 and rates of an accepted payload, and the payload is
+//! dropped and counted all the same, so memory stays bounded and the loss
+//! shows in `/status` (`traces.refused`). 413 and the other 4xx are real.
 //! A sink's backlog counts too: spans taken while its buffer is nearly
 //! full would only evict older data (other kinds' as well), and the CPU
 //! spent decoding them is the sink's to deliver with.
@@ -77,6 +78,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How full (numerator, denominator) a sink's buffer may be before traces are refused.
 pub const SINK_BACKLOG: (u64, u64) = (7, 8);
+/// The header with which a client asks for 429s instead of 200s on overload
+/// (the trace-agent's `header.SendRealHTTPStatus`).
+pub const SEND_REAL_HTTP_STATUS: &str = "datadog-send-real-http-status";
 /// The answer to every accepted payload: sample everything the tracer keeps.
 const RATE_BY_SERVICE: &str = r#"{"rate_by_service":{"service:,env:":1}}"#;
 /// Where the receiver listens; derived from the config with [`Endpoint::of`].
@@ -378,13 +382,14 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
     stats.requests.inc();
     if content_length(headers).is_some_and(|n| n > MAX_REQUEST_BYTES) {
         let err = BodyError::TooLarge(MAX_REQUEST_BYTES);
-        return refuse(shared, err.status(), err.reason(), err.to_string());
+        return refuse(shared, headers, err.status(), err.reason(), err.to_string());
     }
     // Decoded spans take about as much memory as their msgpack: a body the
     // pipeline has no room for is refused before it is read.
     if sinks_backlogged(&shared.stats) {
         return refuse(
             shared,
+            headers,
             StatusCode::TOO_MANY_REQUESTS,
             "sink_backlog",
             "the sidecar's sinks are behind; retry later".to_owned(),
@@ -393,6 +398,7 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
     if !shared.pipe.has_room(content_length(headers).unwrap_or(0)) {
         return refuse(
             shared,
+            headers,
             StatusCode::TOO_MANY_REQUESTS,
             "pipeline_budget",
             "the sidecar's queue is full; retry later".to_owned(),
@@ -404,6 +410,7 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
         (other, _) => {
             return refuse(
                 shared,
+                headers,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!("content type {other:?} is not application/msgpack or application/json"),
@@ -421,7 +428,7 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
     // Held until the chunks are queued: until then the body is in memory.
     let body = match read {
         Ok(body) => body,
-        Err(err) => return refuse(shared, err.status(), err.reason(), err.to_string()),
+        Err(err) => return refuse(shared, headers, err.status(), err.reason(), err.to_string()),
     };
     stats.bytes.add(body.bytes.len() as u64);
     let decoded = match (version, json) {
@@ -434,6 +441,7 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
         Err(err) => {
             return refuse(
                 shared,
+                headers,
                 StatusCode::BAD_REQUEST,
                 err.as_str(),
                 format!("undecodable trace payload: {err}"),
@@ -464,17 +472,39 @@ async fn receive(shared: &Shared, version: Version, headers: &HeaderMap, body: B
     if !chunks.is_empty() && !shared.pipe.send(Telemetry::Traces(chunks)) {
         return refuse(
             shared,
+            headers,
             StatusCode::TOO_MANY_REQUESTS,
             "queue_full",
             "the sidecar's queue is full; retry later".to_owned(),
         );
     }
     drop(body);
+    rates()
+}
+
+/// The answer to a payload taken (or, for a client that did not ask for
+/// real statuses, refused past a budget).
+fn rates() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         RATE_BY_SERVICE,
     )
         .into_response()
+}
+
+/// Whether the client asked for real statuses: the header is present and
+/// not a false-like value (`0`, `f`, `false`, any case), as the
+/// trace-agent's `isHeaderTrue` reads it.
+pub(crate) fn wants_real_status(headers: &HeaderMap) -> bool {
+    headers
+        .get(SEND_REAL_HTTP_STATUS)
+        .map(|v| v.as_bytes().trim_ascii())
+        .is_some_and(|v| {
+            !v.is_empty()
+                && !["0", "f", "false"]
+                    .iter()
+                    .any(|no| v.eq_ignore_ascii_case(no.as_bytes()))
+        })
 }
 
 /// Whether a sink that takes spans (all but Prometheus's) has its buffer
@@ -497,12 +527,23 @@ pub(crate) fn is_kept(chunk: &TraceChunk) -> bool {
     chunk.priority.is_none_or(|p| p > 0)
 }
 
-fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, message: String) -> Response {
+/// Counts the refusal by `reason` and answers `status`, except a 429 to a
+/// client that did not ask for real statuses: that one gets a 200.
+fn refuse(
+    shared: &Shared,
+    headers: &HeaderMap,
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+) -> Response {
     if shared.stats.traces.refused.inc(reason) {
         tracing::warn!(
             "traces: refused a payload ({status}): {message}; further {reason} refusals \
              are only counted (dynoscope-sidecar status)"
         );
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS && !wants_real_status(headers) {
+        return rates();
     }
     (status, message).into_response()
 }

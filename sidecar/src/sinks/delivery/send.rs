@@ -6,26 +6,41 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// Why the delivery machinery every network sink shares could not be set
+/// up (once per process; cloned to each sink that asks).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The delivery thread or its runtime could not start.
+    #[error("cannot start the delivery thread: {0}; the process is out of threads or memory (check the dyno's process limit and memory)")]
+    Thread(String),
+    /// rustls refused its provider's protocol versions (a build problem).
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// reqwest could not build the client.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
 /// The runtime every delivery task runs on: one thread of its own. The
 /// pipeline task encodes on an async worker and, under a flood, keeps it
 /// for long polls; a delivery task it wakes would wait in that worker's
 /// next-task slot, which other workers cannot steal, and deliver nothing
 /// while the flood lasts (observed: 0 batches in 10 s). On its own thread
 /// delivery keeps its pace, and its work never delays the receivers.
-pub(super) fn delivery_runtime() -> Result<tokio::runtime::Handle, String> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Handle, String>> = OnceLock::new();
+pub(super) fn delivery_runtime() -> Result<tokio::runtime::Handle, SetupError> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Handle, SetupError>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name("dynoscope-delivery")
                 .build()
-                .map_err(|err| format!("cannot start the delivery thread: {err}"))?;
+                .map_err(|err| SetupError::Thread(err.to_string()))?;
             let handle = runtime.handle().clone();
             std::thread::Builder::new()
                 .name("dynoscope-delivery".into())
                 .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                .map_err(|err| format!("cannot start the delivery thread: {err}"))?;
+                .map_err(|err| SetupError::Thread(err.to_string()))?;
             Ok(handle)
         })
         .clone()
@@ -36,8 +51,8 @@ pub(super) fn delivery_runtime() -> Result<tokio::runtime::Handle, String> {
 /// Redirects are not followed (a 3xx is refused like a 4xx: following one
 /// would carry the API key header to another host), and no proxy is taken
 /// from the environment.
-pub(super) fn http_client() -> Result<reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+pub(super) fn http_client() -> Result<reqwest::Client, SetupError> {
+    static CLIENT: OnceLock<Result<reqwest::Client, SetupError>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
@@ -51,8 +66,7 @@ pub(super) fn http_client() -> Result<reqwest::Client, String> {
             let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
-            .with_safe_default_protocol_versions()
-            .map_err(|err| format!("TLS setup: {err}"))?
+            .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
             reqwest::Client::builder()
@@ -62,7 +76,7 @@ pub(super) fn http_client() -> Result<reqwest::Client, String> {
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .build()
-                .map_err(|err| describe(&err))
+                .map_err(|err| SetupError::Client(describe(&err)))
         })
         .clone()
 }

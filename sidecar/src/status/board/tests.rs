@@ -9,7 +9,7 @@ fn a_snapshot_joins_the_sections_and_the_counters() {
         "dogstatsd",
         json!({"udp": "127.0.0.1:8125", "socket": null}),
     );
-    board.set_reload(Err("bad".into()));
+    board.set_reload_failed(&std::io::Error::other("bad"));
     let stats = Stats::default();
     stats.dogstatsd.metrics.add(3);
     stats.dogstatsd.parse_errors.inc("bad_value");

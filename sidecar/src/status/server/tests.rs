@@ -7,7 +7,9 @@ use super::*;
 #[tokio::test]
 async fn serves_the_typed_status_to_the_one_client() {
     let board = Arc::new(StatusBoard::new("file /etc/dyno.yaml".into()));
-    board.set_reload(Err("dyno.yaml: field `apm.port`: invalid".into()));
+    board.set_reload_failed(&std::io::Error::other(
+        "dyno.yaml: field `apm.port`: invalid",
+    ));
     let stats = Arc::new(Stats::default());
     stats.reloads.failed.inc();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

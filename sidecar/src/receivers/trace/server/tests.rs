@@ -62,3 +62,21 @@ fn chunks_with_priority_zero_or_less_are_not_kept() {
     assert!(!is_kept(&chunk(Some(0))));
     assert!(!is_kept(&chunk(Some(-1))));
 }
+
+#[test]
+fn real_statuses_are_asked_for_by_any_value_but_a_false_one() {
+    let asks = |value: Option<&str>| {
+        let h = match value {
+            Some(v) => headers(&[(SEND_REAL_HTTP_STATUS, v)]),
+            None => HeaderMap::new(),
+        };
+        wants_real_status(&h)
+    };
+    assert!(!asks(None));
+    for yes in ["true", "1", "yes", "T", "TRUE"] {
+        assert!(asks(Some(yes)), "{yes}");
+    }
+    for no in ["", "0", "f", "F", "false", "False", "FALSE"] {
+        assert!(!asks(Some(no)), "{no}");
+    }
+}
