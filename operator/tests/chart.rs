@@ -460,6 +460,59 @@ fn every_template_renders_into_its_kubernetes_type_with_default_values() {
 }
 
 #[test]
+fn the_drain_is_off_by_default_and_runs_the_sidecars_drain_when_enabled() {
+    let default = render_chart("{}");
+    assert!(
+        default.iter().all(|d| !d["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("-drain")),
+        "no drain unless enabled"
+    );
+    let documents = render_chart(
+        "{drain: {enabled: true, configMap: shop, secretName: drain-secrets, port: 9000}}",
+    );
+    check_documents(&documents);
+    let named = |kind_name: &str| {
+        documents
+            .iter()
+            .find(|d| {
+                kind(d) == kind_name
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .ends_with("-drain")
+            })
+            .unwrap_or_else(|| panic!("no drain {kind_name}"))
+    };
+    let deployment: Deployment = check_type(named("Deployment"));
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["dynoscope-sidecar".to_owned()][..])
+    );
+    assert_eq!(
+        container.args.clone().unwrap(),
+        [
+            "drain",
+            "--config=/etc/dynoscope/web.1.yaml",
+            "--listen=0.0.0.0:9000"
+        ]
+    );
+    let env_from = container.env_from.clone().unwrap();
+    assert_eq!(
+        env_from[0].secret_ref.as_ref().unwrap().name,
+        "drain-secrets",
+        "credentials come from a Secret, never from values"
+    );
+    let volume = &pod.volumes.unwrap()[0];
+    assert_eq!(volume.config_map.as_ref().unwrap().name, "shop");
+    let service: Service = check_type(named("Service"));
+    assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 9000);
+}
+
+#[test]
 fn namespaced_mode_renders_roles_instead_of_cluster_roles() {
     let documents = render_chart("{rbac: {namespaced: true}, watchNamespace: shop, leaderElection: {enabled: false}, replicas: 1}");
     assert_eq!(

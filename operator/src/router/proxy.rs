@@ -209,6 +209,9 @@ async fn handle(request: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Resp
         }
     };
     let (mut parts, body) = response.into_parts();
+    // Heroku's router answers HTTP/1.1 whatever the dyno spoke (Python's
+    // http.server answers HTTP/1.0).
+    parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     set(&mut parts.headers, "via", "1.1 vegur");
     line.status = parts.status.as_u16();
