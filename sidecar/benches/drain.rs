@@ -7,7 +7,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dynoscope_crds::drain::DrainLogs;
 use dynoscope_sidecar::receivers::dogstatsd::aggregate::{Aggregator, AggregatorConfig};
-use dynoscope_sidecar::receivers::dogstatsd::parser::{Metric, Origin, Tags};
 use dynoscope_sidecar::receivers::drain::frames::{frames, Frame};
 use dynoscope_sidecar::receivers::drain::metrics::{collect, Batch, Context, Routes};
 use dynoscope_sidecar::receivers::drain::{heroku, syslog};
@@ -89,17 +88,7 @@ fn bench(c: &mut Criterion) {
                 }
             }
             for sample in &batch.samples {
-                let metric = Metric {
-                    name: &sample.name,
-                    kind: sample.kind,
-                    raw_values: "",
-                    first_value: sample.value,
-                    sample_rate: 1.0,
-                    tags: Tags(&sample.tags),
-                    origin: Origin::default(),
-                    timestamp: sample.timestamp,
-                };
-                aggregator.insert(&metric, 1_714_557_600);
+                aggregator.insert(&sample.metric(), 1_714_557_600);
             }
             aggregator.flush(1_714_557_700);
             black_box(batch.logs.len())

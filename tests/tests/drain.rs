@@ -62,39 +62,69 @@ fn gauge(points: &[Value], name: &str, tags: &[&str]) -> Value {
         .unwrap_or_else(|| panic!("no {name} {tags:?} among {points:#?}"))
 }
 
+/// A running `dynoscope-sidecar drain` on a config rendered from `spec`
+/// (its `sinks` a jsonl file appended here), with `env`.
+struct Drain {
+    process: Sidecar,
+    port: u16,
+    admin: u16,
+    jsonl: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drain {
+    fn start(spec: &str, env: &[(&str, &str)]) -> Drain {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("out.jsonl");
+        let (port, admin) = (free_port(), free_port());
+        let config = dir.path().join("drain.yaml");
+        let sinks = format!("  sinks:\n  - {{type: jsonl, path: {}}}\n", jsonl.display());
+        std::fs::write(&config, render(&format!("{spec}{sinks}"))).unwrap();
+        let process = Sidecar::start(
+            dir.path(),
+            &[
+                "drain",
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-port",
+                &admin.to_string(),
+            ],
+            env,
+        );
+        wait_for(Duration::from_secs(10), "the drain's /status", || {
+            status_of(admin)
+        });
+        Drain {
+            process,
+            port,
+            admin,
+            jsonl,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM: the drain flushes its buckets and sinks and exits 0.
+    fn stop(&mut self) {
+        self.process.signal(Signal::SIGTERM);
+        assert_eq!(
+            self.process.wait(Duration::from_secs(10)),
+            0,
+            "{}",
+            self.process.stderr()
+        );
+    }
+}
+
 #[test]
 fn logplex_bodies_become_heroku_metrics_events_and_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("out.jsonl");
-    let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("drain.yaml");
-    std::fs::write(
-        &config,
-        render(&format!(
-            "  env: production\n  drain:\n    basicAuth: {{username: heroku, password: {{fromEnv: DRAIN_PASSWORD}}}}\n    \
-             tokens: [{{fromEnv: DRAIN_TOKEN}}]\n    routes: ['/orders/:id']\n    maxBodyBytes: 64Ki\n  \
-             sinks:\n  - {{type: jsonl, path: {}}}\n",
-            jsonl.display()
-        )),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let mut drain = Sidecar::start(
-        dir.path(),
-        &[
-            "drain",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &listen,
-            "--admin-port",
-            &admin.to_string(),
-        ],
+    let mut drain = Drain::start(
+        "  env: production\n  drain:\n    basicAuth: {username: heroku, password: {fromEnv: DRAIN_PASSWORD}}\n    \
+         tokens: [{fromEnv: DRAIN_TOKEN}]\n    routes: ['/orders/:id']\n    maxBodyBytes: 64Ki\n",
         &[("DRAIN_PASSWORD", "s3cret"), ("DRAIN_TOKEN", "d.fc6b856b")],
     );
-    wait_for(Duration::from_secs(10), "the drain's /status", || {
-        status_of(admin)
-    });
+    let (port, admin, jsonl) = (drain.port, drain.admin, drain.jsonl.clone());
 
     let t = "2024-05-01T10:00:00.250000+00:00";
     let router = |dyno: &str, path: &str, service: u32| {
@@ -215,8 +245,7 @@ fn logplex_bodies_become_heroku_metrics_events_and_records() {
     );
 
     // SIGTERM flushes the open buckets and the pipeline, and exits 0.
-    drain.signal(Signal::SIGTERM);
-    assert_eq!(drain.wait(Duration::from_secs(10)), 0, "{}", drain.stderr());
+    drain.stop();
 
     let points = jsonl_of(&jsonl, "point");
     let base = ["team:pay", "region:eu", "env:production"];
@@ -455,35 +484,11 @@ fn the_readme_example_runs() {
 /// `/v1/*` behind the same credentials, into the same sinks.
 #[test]
 fn fir_telemetry_drains_post_otlp_with_the_drains_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("out.jsonl");
-    let (port, admin) = (free_port(), free_port());
-    let config = dir.path().join("drain.yaml");
-    std::fs::write(
-        &config,
-        render(&format!(
-            "  drain: {{tokens: [{{fromEnv: DRAIN_TOKEN}}]}}\n  sinks:\n  - {{type: jsonl, path: {}}}\n",
-            jsonl.display()
-        )),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let mut drain = Sidecar::start(
-        dir.path(),
-        &[
-            "drain",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &listen,
-            "--admin-port",
-            &admin.to_string(),
-        ],
+    let mut drain = Drain::start(
+        "  drain: {tokens: [{fromEnv: DRAIN_TOKEN}]}\n",
         &[("DRAIN_TOKEN", "t0ken")],
     );
-    wait_for(Duration::from_secs(10), "the drain's /status", || {
-        status_of(admin)
-    });
+    let (port, jsonl) = (drain.port, drain.jsonl.clone());
     let logs = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"scopeLogs":[{"scope":{},"logRecords":[{"timeUnixNano":"1714557600000000000","severityText":"ERROR","severityNumber":17,"body":{"stringValue":"payment failed"},"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}]}]}]}"#;
     let metrics = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"scopeMetrics":[{"scope":{},"metrics":[{"name":"fir.queue.depth","gauge":{"dataPoints":[{"timeUnixNano":"1714557600000000000","asDouble":42.5}]}}]}]}]}"#;
     let json = ("Content-Type", "application/json");
@@ -498,8 +503,7 @@ fn fir_telemetry_drains_post_otlp_with_the_drains_token() {
             "{path}: {answer:?}"
         );
     }
-    drain.signal(Signal::SIGTERM);
-    assert_eq!(drain.wait(Duration::from_secs(10)), 0, "{}", drain.stderr());
+    drain.stop();
     let records = jsonl_of(&jsonl, "log");
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["message"], "payment failed");

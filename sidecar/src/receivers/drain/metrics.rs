@@ -22,7 +22,7 @@ use dynoscope_crds::drain::DrainLogs;
 
 use super::heroku::{is_dyno, Reading, RouterLine};
 use super::syslog::Line;
-use crate::receivers::dogstatsd::parser::MetricKind;
+use crate::receivers::dogstatsd::parser::{Metric, MetricKind, Origin, Tags};
 use crate::receivers::logs::parse;
 use crate::telemetry::{Event, LogRecord, LogStatus};
 
@@ -54,6 +54,22 @@ pub struct Sample {
     pub tags: String,
     /// Unix seconds, for gauges that keep their line's time.
     pub timestamp: Option<i64>,
+}
+
+impl Sample {
+    /// The sample as a DogStatsD metric line, for the aggregator.
+    pub fn metric(&self) -> Metric<'_> {
+        Metric {
+            name: &self.name,
+            kind: self.kind,
+            raw_values: "",
+            first_value: self.value,
+            sample_rate: 1.0,
+            tags: Tags(&self.tags),
+            origin: Origin::default(),
+            timestamp: self.timestamp,
+        }
+    }
 }
 
 /// An event, and the key that limits how often it is sent.

@@ -26,7 +26,6 @@ use crate::clock::unix_now;
 use crate::http_server::Serving;
 use crate::pipeline::PipelineHandle;
 use crate::receivers::dogstatsd::aggregate::{Aggregator, AggregatorConfig, Inserted};
-use crate::receivers::dogstatsd::parser::{Metric, Origin, Tags};
 use crate::receivers::trace::edge::{read_body, BodyBudget, BodyError, Limits};
 use crate::stats::Stats;
 use crate::telemetry::Telemetry;
@@ -519,17 +518,7 @@ fn take(shared: &Shared, batch: Batch) -> bool {
     {
         let mut aggregator = lock(&shared.aggregator);
         for sample in &batch.samples {
-            let metric = Metric {
-                name: &sample.name,
-                kind: sample.kind,
-                raw_values: "",
-                first_value: sample.value,
-                sample_rate: 1.0,
-                tags: Tags(&sample.tags),
-                origin: Origin::default(),
-                timestamp: sample.timestamp,
-            };
-            match aggregator.insert(&metric, now) {
+            match aggregator.insert(&sample.metric(), now) {
                 Inserted::Overflow => stats.samples_overflow.inc(),
                 Inserted::Aggregated | Inserted::Timestamped => stats.samples.inc(),
             }
