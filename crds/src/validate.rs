@@ -534,6 +534,19 @@ mod drain;
 #[path = "validate/otlp.rs"]
 mod otlp;
 
+/// The problems of the spec written as YAML `spec` under fields starting
+/// with `prefix`: severity, field, message. For the rooms' table tests.
+#[cfg(test)]
+fn problems_under(spec: &str, prefix: &str) -> Vec<(Severity, String, String)> {
+    let spec: ObservabilityConfigSpec =
+        serde_yaml::from_str(spec).unwrap_or_else(|e| panic!("{e}"));
+    validate(&spec, None, None)
+        .into_iter()
+        .filter(|p| p.field.starts_with(prefix))
+        .map(|p| (p.severity, p.field, p.message))
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "validate/tests.rs"]
 mod tests;

@@ -71,16 +71,10 @@ fn tcp_listeners(spec: &ObservabilityConfigSpec) -> Vec<(String, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::validate::{validate, Severity};
+    use crate::validate::{problems_under, Severity};
 
     fn problems(spec: &str) -> Vec<(Severity, String, String)> {
-        let spec: crate::ObservabilityConfigSpec =
-            serde_yaml::from_str(spec).unwrap_or_else(|e| panic!("{e}"));
-        validate(&spec, None, None)
-            .into_iter()
-            .filter(|p| p.field.starts_with("spec.otlp"))
-            .map(|p| (p.severity, p.field, p.message))
-            .collect()
+        problems_under(spec, "spec.otlp")
     }
 
     #[test]
